@@ -1,0 +1,164 @@
+//! Typed configuration (TOML). Unknown keys are rejected with their name and line.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/podtrail/podtrail.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub ringbuf: RingbufConfig,
+    pub freezer_v1: FreezerV1Config,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingbufConfig {
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub size_bytes: u32,
+    /// Wake the reader early once this many bytes are waiting.
+    pub wakeup_bytes: u64,
+    /// Timer drain period in milliseconds (events are submitted without wake-ups).
+    pub drain_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreezerV1Config {
+    pub enabled: bool,
+    pub poll_interval_ms: u64,
+    /// Upper bound on cgroups scanned per poll (bounded work and memory).
+    pub max_cgroups: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { ringbuf: RingbufConfig::default(), freezer_v1: FreezerV1Config::default() }
+    }
+}
+
+impl Default for RingbufConfig {
+    fn default() -> Self {
+        RingbufConfig { size_bytes: 8 << 20, wakeup_bytes: 2 << 20, drain_interval_ms: 20 }
+    }
+}
+
+impl Default for FreezerV1Config {
+    fn default() -> Self {
+        FreezerV1Config { enabled: true, poll_interval_ms: 250, max_cgroups: 20_000 }
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the default path when it exists, or the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        if !required && !path.exists() {
+            return Ok(Config::default());
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path, message },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: describe_toml_error(text, &e),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let size = self.ringbuf.size_bytes;
+        if !size.is_power_of_two() || size < 4096 {
+            return Err(ConfigError::Invalid(format!(
+                "ringbuf.size_bytes = {size}: must be a power of two and at least 4096"
+            )));
+        }
+        if self.ringbuf.wakeup_bytes == 0 || self.ringbuf.wakeup_bytes > size as u64 {
+            return Err(ConfigError::Invalid(format!(
+                "ringbuf.wakeup_bytes = {}: must be between 1 and ringbuf.size_bytes ({size})",
+                self.ringbuf.wakeup_bytes
+            )));
+        }
+        if !(1..=10_000).contains(&self.ringbuf.drain_interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "ringbuf.drain_interval_ms = {}: must be 1..=10000",
+                self.ringbuf.drain_interval_ms
+            )));
+        }
+        if !(10..=60_000).contains(&self.freezer_v1.poll_interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "freezer_v1.poll_interval_ms = {}: must be 10..=60000",
+                self.freezer_v1.poll_interval_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// toml's message plus the 1-based line, so "unknown field `foo`" says where.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("[ringbuf]\nsize_bytes = 65536\nsize_byte = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("size_byte") && msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let msg = Config::parse("[ringbuff]\n").unwrap_err().to_string();
+        assert!(msg.contains("ringbuff") && msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn ringbuf_size_must_be_power_of_two() {
+        let msg = Config::parse("[ringbuf]\nsize_bytes = 100000\n").unwrap_err().to_string();
+        assert!(msg.contains("power of two"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let msg = Config::parse("[freezer_v1]\nenabled = \"yes\"\n").unwrap_err().to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+}

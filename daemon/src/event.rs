@@ -1,0 +1,136 @@
+//! The decoded, owned form of an event: what every sink (JSON / text output today, CRI
+//! enrichment, metrics, OTLP and the timeline later) consumes. Field names here are the
+//! public JSON schema (`schema/event.schema.json`); change them only with the schema.
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// CLOCK_BOOTTIME nanoseconds, as stamped in the kernel.
+    pub ts_boot_ns: u64,
+    /// Stable kind name (`exec`, `exec_failed`, `fork`, ...).
+    pub kind: &'static str,
+    /// Where the event came from: `kernel` (ring buffer) or `v1_freezer_poll`.
+    pub source: &'static str,
+    pub process: Process,
+    /// cgroup2 id of the task (0 for user-space generated events without a task).
+    pub cgroup_id: u64,
+    pub ns: NsInodes,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NsInodes {
+    pub mnt: u32,
+    pub pid: u32,
+    pub net: u32,
+    pub uts: u32,
+    pub ipc: u32,
+    pub user: u32,
+    pub cgroup: u32,
+    pub pid_for_children: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    Exec(ExecDetail),
+    Fork(ForkDetail),
+    Exit(ExitDetail),
+    NsChange(NsChangeDetail),
+    Oom(OomDetail),
+    Cgroup(CgroupDetail),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecDetail {
+    pub filename: String,
+    pub filename_truncated: bool,
+    /// argv as read from the new image (empty for failed execs: only the path is kept).
+    pub args: Vec<String>,
+    pub args_truncated: bool,
+    pub args_unreadable: bool,
+    /// 0 on success, the errno (positive) for a failed exec.
+    pub errno: i32,
+    /// Symbolic errno (`ENOENT`, ...), null on success.
+    pub error: Option<&'static str>,
+    /// `execve` or `execveat`.
+    pub syscall: &'static str,
+    /// execveat's dirfd (null for execve).
+    pub dirfd: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForkDetail {
+    pub child_pid: u32,
+    pub child_tgid: u32,
+    pub thread: bool,
+    /// Raw clone flags; null when the syscall was fork/vfork or a kernel thread.
+    pub clone_flags: Option<u64>,
+    /// Namespaces the clone asked to create (`mnt`, `pid`, ...).
+    pub new_namespaces: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExitDetail {
+    /// Exit status when the task exited normally, else null.
+    pub code: Option<u32>,
+    /// Terminating signal number, else null.
+    pub signal: Option<u32>,
+    pub signal_name: Option<&'static str>,
+    pub core_dumped: bool,
+    /// Raw `task->exit_code`.
+    pub raw: u32,
+    /// pid == tgid.
+    pub leader: bool,
+    /// Whole thread group gone (null when the kernel does not say).
+    pub group_dead: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NsChangeDetail {
+    /// `setns` or `unshare`.
+    pub op: &'static str,
+    /// setns: the nstype argument; unshare: its flags.
+    pub flags: u64,
+    /// Namespace types named by `flags`.
+    pub requested: Vec<&'static str>,
+    /// setns fd argument (null for unshare).
+    pub fd: Option<i32>,
+    pub errno: i32,
+    pub error: Option<&'static str>,
+    /// Namespace types whose inode changed; the event's `ns` holds the new inodes.
+    pub changed: Vec<&'static str>,
+    pub before: NsInodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OomDetail {
+    pub victim_pid: u32,
+    pub victim_tgid: u32,
+    pub victim_comm: String,
+    pub victim_cgroup_id: u64,
+    /// Memory cgroup id (v1 hierarchy on hybrid hosts; equals the cgroup2 id on v2 hosts).
+    pub victim_memcg_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CgroupDetail {
+    pub id: u64,
+    pub path: String,
+    pub path_truncated: bool,
+    pub level: i32,
+    pub root: i32,
+    /// `cgroup_frozen`: true when frozen, false when no longer frozen.
+    pub frozen: Option<bool>,
+}

@@ -1,0 +1,15 @@
+//! podtrail daemon library: kernel facts, loading, decoding, output. The binary in
+//! `main.rs` wires them together; integration tests use both.
+pub mod cgroupfs;
+pub mod clock;
+pub mod config;
+pub mod decode;
+pub mod drops;
+pub mod event;
+pub mod freezer_v1;
+pub mod kernel;
+pub mod loader;
+pub mod output;
+pub mod pipeline;
+pub mod preflight;
+pub mod run;

@@ -1,0 +1,105 @@
+//! `podtrail`: container-aware eBPF tracing daemon.
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use podtrail::{
+    config::Config,
+    kernel::{btf::Btf, offsets},
+    output::Format,
+    run::{RunOptions, run},
+};
+
+#[derive(Parser)]
+#[command(name = "podtrail", version, about = "Container-aware eBPF tracing for Kubernetes nodes")]
+struct Cli {
+    /// Log level filter (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach the probes and stream events to stdout until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Print the kernel struct offsets resolved from BTF (a diagnostic).
+    Offsets {
+        /// BTF file (default: the running kernel's).
+        #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+        btf: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "json")]
+    output: Format,
+    /// Config file (TOML). Default: /etc/podtrail/podtrail.toml when it exists.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Kernel BTF to resolve struct layouts from.
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    btf: PathBuf,
+    /// Override ringbuf.size_bytes.
+    #[arg(long)]
+    ringbuf_size: Option<u32>,
+    /// Override ringbuf.drain_interval_ms.
+    #[arg(long)]
+    drain_interval_ms: Option<u64>,
+    /// Override freezer_v1.poll_interval_ms.
+    #[arg(long)]
+    freezer_poll_ms: Option<u64>,
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podtrail: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let mut config = Config::load(args.config.as_deref())?;
+            if let Some(v) = args.ringbuf_size {
+                config.ringbuf.size_bytes = v;
+                config.ringbuf.wakeup_bytes = config.ringbuf.wakeup_bytes.min(v as u64);
+            }
+            if let Some(v) = args.drain_interval_ms {
+                config.ringbuf.drain_interval_ms = v;
+            }
+            if let Some(v) = args.freezer_poll_ms {
+                config.freezer_v1.poll_interval_ms = v;
+            }
+            config.validate()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(run(RunOptions { config, format: args.output, btf: args.btf }))
+        }
+        Command::Offsets { btf } => {
+            let btf = Btf::from_file(&btf)?;
+            for (name, value) in offsets::named(&offsets::resolve(&btf)?) {
+                println!("{name:<32} {value}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `--output json` (one object per line, schema in `schema/event.schema.json`) and
+//! `--output text` (one readable line per event).
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::{
+    clock::WallClock,
+    event::{Detail, Event},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Json,
+    Text,
+}
+
+/// A loss report: emitted whenever a drop counter grows, so nothing is lost silently.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropReport {
+    /// `ringbuf_full`, `stash_full` (kernel side) or `decode_error` (daemon side).
+    pub reason: &'static str,
+    /// Kind of the events lost.
+    pub event_kind: &'static str,
+    /// Lost since the previous report.
+    pub count: u64,
+    /// Lost since start.
+    pub total: u64,
+}
+
+#[derive(Serialize)]
+struct EventLine<'a> {
+    ts: String,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+#[derive(Serialize)]
+struct DropLine<'a> {
+    ts: String,
+    kind: &'static str,
+    source: &'static str,
+    drops: &'a DropReport,
+}
+
+pub struct Output<W: Write> {
+    format: Format,
+    clock: WallClock,
+    out: io::BufWriter<W>,
+}
+
+impl<W: Write> Output<W> {
+    pub fn new(format: Format, out: W) -> Self {
+        Output { format, clock: WallClock::new(), out: io::BufWriter::with_capacity(64 << 10, out) }
+    }
+
+    fn ts(&self, boot_ns: u64) -> String {
+        humantime::format_rfc3339_nanos(self.clock.to_system_time(boot_ns)).to_string()
+    }
+
+    pub fn event(&mut self, ev: &Event) -> io::Result<()> {
+        match self.format {
+            Format::Json => {
+                let line = EventLine { ts: self.ts(ev.ts_boot_ns), event: ev };
+                serde_json::to_writer(&mut self.out, &line)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Text => {
+                let line = text_line(&self.ts(ev.ts_boot_ns), ev);
+                self.out.write_all(line.as_bytes())?;
+                self.out.write_all(b"\n")
+            }
+        }
+    }
+
+    pub fn drops(&mut self, boot_ns: u64, report: &DropReport) -> io::Result<()> {
+        match self.format {
+            Format::Json => {
+                let ts = self.ts(boot_ns);
+                let line = DropLine { ts, kind: "drops", source: "daemon", drops: report };
+                serde_json::to_writer(&mut self.out, &line)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Text => writeln!(
+                self.out,
+                "{} DROPS    {} lost {} {} events ({} since start)",
+                self.ts(boot_ns),
+                report.reason,
+                report.count,
+                report.event_kind,
+                report.total
+            ),
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `<time> <KIND> pid=.. ppid=.. uid=.. comm=.. cg=.. <details>`
+pub fn text_line(ts: &str, ev: &Event) -> String {
+    let p = &ev.process;
+    let head = format!(
+        "{ts} {:<15} pid={:<7} ppid={:<7} uid={:<5} comm={:<15} cg={}",
+        ev.kind, p.tgid, p.ppid, p.uid, p.comm, ev.cgroup_id
+    );
+    let detail = match &ev.detail {
+        Detail::Exec(e) => {
+            let err = e.error.map(|n| format!(" -> {n}")).unwrap_or_default();
+            let cut = if e.args_truncated { " …" } else { "" };
+            format!("{} [{}{}]{}", e.filename, e.args.join(" "), cut, err)
+        }
+        Detail::Fork(f) => format!(
+            "child={}{}{}",
+            f.child_pid,
+            if f.thread { " thread" } else { "" },
+            if f.new_namespaces.is_empty() {
+                String::new()
+            } else {
+                format!(" new_ns={}", f.new_namespaces.join(","))
+            }
+        ),
+        Detail::Exit(x) => match (x.code, x.signal_name) {
+            (Some(c), _) => format!("code={c}{}", if x.leader { "" } else { " thread" }),
+            (_, Some(s)) => format!("signal={s}{}", if x.core_dumped { " core" } else { "" }),
+            _ => format!("raw={}", x.raw),
+        },
+        Detail::NsChange(n) => format!(
+            "{} requested=[{}] changed=[{}]{}",
+            n.op,
+            n.requested.join(","),
+            n.changed.join(","),
+            n.error.map(|e| format!(" -> {e}")).unwrap_or_default()
+        ),
+        Detail::Oom(o) => format!(
+            "victim={} ({}) victim_cg={} memcg={}",
+            o.victim_tgid, o.victim_comm, o.victim_cgroup_id, o.victim_memcg_id
+        ),
+        Detail::Cgroup(c) => format!(
+            "{} id={}{}{}",
+            c.path,
+            c.id,
+            c.frozen.map(|f| format!(" frozen={f}")).unwrap_or_default(),
+            if ev.source == "kernel" { String::new() } else { format!(" via {}", ev.source) }
+        ),
+    };
+    format!("{head} {detail}")
+}

@@ -1,0 +1,97 @@
+//! `podtrail run`: preflight, resolve layouts, load, attach, stream until a signal.
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use anyhow::Context;
+use aya::maps::{PerCpuArray, RingBuf};
+use podtrail_common::offsets::ProbeConfig;
+use tokio::sync::mpsc;
+
+use crate::{
+    cgroupfs::CgroupMounts,
+    config::Config,
+    drops::DropCounters,
+    freezer_v1::V1FreezerPoller,
+    kernel::{btf::Btf, offsets, tracefs},
+    loader::{self, LoadOptions},
+    output::{Format, Output},
+    pipeline::{self, Pipeline},
+    preflight,
+};
+
+pub struct RunOptions {
+    pub config: Config,
+    pub format: Format,
+    pub btf: PathBuf,
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let cfg = &opts.config;
+    preflight::check_privileges()?;
+    preflight::check_btf(&opts.btf)?;
+    let btf = Btf::from_file(&opts.btf)?;
+    let kernel = offsets::resolve(&btf)
+        .with_context(|| format!("resolving kernel struct offsets from {}", opts.btf.display()))?;
+    drop(btf);
+    let tfs = tracefs::Tracefs::locate()?;
+    let tracepoints = tracefs::resolve(&tfs)?;
+    let load = LoadOptions {
+        kernel,
+        tracepoints,
+        probe: ProbeConfig {
+            wakeup_bytes: cfg.ringbuf.wakeup_bytes,
+            cgroup2_hierarchy: 0,
+            _pad: 0,
+        },
+        ringbuf_bytes: cfg.ringbuf.size_bytes,
+    };
+    let (mut ebpf, links) = loader::load_and_attach(&tfs, &load)?;
+    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
+    let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map missing")?)?;
+
+    let (tx, rx) = mpsc::channel(4096);
+    let stop_poller = Arc::new(AtomicBool::new(false));
+    let mounts = CgroupMounts::detect();
+    let poller = match (&mounts.freezer_v1, cfg.freezer_v1.enabled) {
+        (Some(root), true) => Some(pipeline::spawn_freezer_poller(
+            V1FreezerPoller::new(root.clone(), mounts.unified.clone(), cfg.freezer_v1.max_cgroups),
+            Duration::from_millis(cfg.freezer_v1.poll_interval_ms),
+            tx,
+            stop_poller.clone(),
+        )),
+        _ => None,
+    };
+    tracing::info!(
+        links,
+        ringbuf_bytes = cfg.ringbuf.size_bytes,
+        v1_freezer = poller.is_some(),
+        "podtrail ready: {links} tracepoints attached"
+    );
+
+    let pipeline = Pipeline {
+        ring,
+        drops: DropCounters::new(drops),
+        output: Output::new(opts.format, std::io::stdout()),
+        drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
+        stats: Default::default(),
+    };
+    let stats = pipeline.run(rx, shutdown_signal()).await?;
+    stop_poller.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Links detach when `ebpf` drops; do it before the summary so the summary is final.
+    drop(ebpf);
+    tracing::info!("podtrail stopped: {}", stats.summary());
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: detaching"),
+        _ = int.recv() => tracing::info!("SIGINT: detaching"),
+    }
+}

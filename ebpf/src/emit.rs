@@ -1,0 +1,85 @@
+//! The one ring buffer, loss accounting and the shared event header.
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+    },
+    macros::map,
+    maps::{PerCpuArray, RingBuf, ring_buf::RingBufEntry},
+};
+use podtrail_common::{
+    EventHeader, EventKind,
+    drops::{DROP_SLOTS, DropReason, drop_index},
+};
+
+use crate::{globals::global, task};
+
+/// Default size; the daemon overrides it from its config (`map_max_entries`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+
+#[inline(always)]
+pub fn count_drop(reason: DropReason, kind: EventKind) {
+    if let Some(slot) = DROPS.get_ptr_mut(drop_index(reason, kind as u32)) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Reserves a record of type `T`, counting a drop when the ring buffer is full.
+#[inline(always)]
+pub fn reserve<T: 'static>(kind: EventKind) -> Option<RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        count_drop(DropReason::RingbufFull, kind);
+    }
+    entry
+}
+
+/// Submits without waking the reader unless enough data is waiting: a wake-up per event
+/// costs more than the probe itself, so the daemon mostly drains on a timer.
+#[inline(always)]
+pub fn submit<T>(entry: RingBufEntry<T>) {
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = if waiting >= global!(PROBE_CONFIG.wakeup_bytes) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
+}
+
+/// Fills the header describing the current task. `size` is the full record size.
+#[inline(always)]
+pub fn fill_header(hdr: *mut EventHeader, kind: EventKind, size: usize) {
+    let task = task::current_task();
+    // SAFETY: `hdr` points into a ring-buffer reservation of at least `size` bytes, which
+    // starts with an EventHeader; all stores are plain field writes.
+    unsafe {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let uid_gid = bpf_get_current_uid_gid();
+        (*hdr).kind = kind as u32;
+        (*hdr).size = size as u32;
+        (*hdr).ts_ns = bpf_ktime_get_boot_ns();
+        (*hdr).cgroup_id = bpf_get_current_cgroup_id();
+        (*hdr).pid = pid_tgid as u32;
+        (*hdr).tgid = (pid_tgid >> 32) as u32;
+        (*hdr).ppid = task::parent_tgid(task);
+        (*hdr).uid = uid_gid as u32;
+        (*hdr).gid = (uid_gid >> 32) as u32;
+        (*hdr)._pad = 0;
+        (&raw mut (*hdr).ns).write(task::namespaces(task));
+        bpf_get_current_comm((&raw mut (*hdr).comm).cast(), 16);
+    }
+}
+
+/// Key for per-thread syscall stashes.
+#[inline(always)]
+pub fn pid_tgid() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_get_current_pid_tgid() }
+}
