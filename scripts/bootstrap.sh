@@ -52,8 +52,9 @@ if ! command -v bpf-linker >/dev/null || [ "$(cat "$STAMP" 2>/dev/null)" != "$wa
   echo "$want_stamp" > "$STAMP"
 fi
 
-# Debian packages used by the daemon's tests and tools.
-APT_PKGS=(${PODTRAIL_APT_PACKAGES:-util-linux binutils})
+# Debian packages the tests use: util-linux (unshare, nsenter, setpriv), binutils (objdump
+# for the SONAME above), python3 (the OOM test's allocator).
+APT_PKGS=(util-linux binutils python3)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
