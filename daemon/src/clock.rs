@@ -18,6 +18,12 @@ pub struct WallClock {
     realtime_minus_boot: u64,
 }
 
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WallClock {
     pub fn new() -> Self {
         WallClock { realtime_minus_boot: clock_ns(libc::CLOCK_REALTIME) - boot_ns() }

@@ -15,7 +15,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub ringbuf: RingbufConfig,
@@ -40,12 +40,6 @@ pub struct FreezerV1Config {
     pub poll_interval_ms: u64,
     /// Upper bound on cgroups scanned per poll (bounded work and memory).
     pub max_cgroups: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config { ringbuf: RingbufConfig::default(), freezer_v1: FreezerV1Config::default() }
-    }
 }
 
 impl Default for RingbufConfig {

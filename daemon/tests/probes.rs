@@ -251,7 +251,7 @@ fn text_output_is_one_line_per_event() {
     if !root_or_skip("text_output_is_one_line_per_event") {
         return;
     }
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["run", "-o", "text", "--drain-interval-ms", "10"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

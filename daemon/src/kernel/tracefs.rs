@@ -232,7 +232,7 @@ mod missing_tests {
     fn absent_tracepoint_is_named() {
         let dir = std::env::temp_dir().join(format!("podtrail-tfs-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("events/sched")).unwrap();
-        let err = resolve(&Tracefs::at(&dir)).err().expect("must fail").to_string();
+        let err = resolve(&Tracefs::at(&dir)).expect_err("must fail").to_string();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.contains("sched:sched_process_exit") && err.contains("does not exist"), "{err}");
     }
