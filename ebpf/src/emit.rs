@@ -6,7 +6,7 @@ use aya_ebpf::{
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
     },
     macros::map,
-    maps::{PerCpuArray, RingBuf, ring_buf::RingBufEntry},
+    maps::{LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use podtrail_common::{
     EventHeader, EventKind,
@@ -82,4 +82,25 @@ pub fn fill_header(hdr: *mut EventHeader, kind: EventKind, size: usize) {
 pub fn pid_tgid() -> u64 {
     // SAFETY: helper without arguments.
     unsafe { bpf_get_current_pid_tgid() }
+}
+
+/// Stores this thread's syscall-entry state for the matching exit (or fork) program; a
+/// store that fails is a counted `stash_full` drop for `kind`.
+#[inline(always)]
+pub fn stash_put<V>(map: &LruHashMap<u64, V>, value: &V, kind: EventKind) {
+    if map.insert(&pid_tgid(), value, 0).is_err() {
+        count_drop(DropReason::StashFull, kind);
+    }
+}
+
+/// Takes (copies out, then removes) this thread's stashed state.
+#[inline(always)]
+pub fn stash_take<V: Copy>(map: &LruHashMap<u64, V>) -> Option<V> {
+    let key = pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let value = unsafe { map.get(&key) }.copied();
+    if value.is_some() {
+        let _ = map.remove(&key);
+    }
+    value
 }

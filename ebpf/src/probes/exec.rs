@@ -8,7 +8,6 @@ use aya_ebpf::{
 };
 use podtrail_common::{
     EventKind,
-    drops::DropReason,
     exec::{
         ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_FILENAME_TRUNCATED,
         EXEC_VIA_EXECVEAT, ExecEvent, FILENAME_LEN,
@@ -17,7 +16,7 @@ use podtrail_common::{
 
 use super::{read_data_loc_str, tp_field};
 use crate::{
-    emit::{count_drop, fill_header, pid_tgid, reserve, submit},
+    emit::{fill_header, reserve, stash_put, stash_take, submit},
     globals::{koff, tpoff},
     task::{current_task, read_kernel, read_ptr},
 };
@@ -82,9 +81,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn stash(stash: ExecStash) {
-    if EXEC_STASH.insert(&pid_tgid(), &stash, 0).is_err() {
-        count_drop(DropReason::StashFull, EventKind::ExecFailed);
-    }
+    stash_put(&EXEC_STASH, &stash, EventKind::ExecFailed);
 }
 
 #[tracepoint]
@@ -105,10 +102,7 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
 /// Attached to both `sys_exit_execve` and `sys_exit_execveat`.
 #[tracepoint]
 pub fn sys_exit_exec(ctx: TracePointContext) -> u32 {
-    let key = pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(stashed) = (unsafe { EXEC_STASH.get(&key) }).copied() else { return 0 };
-    let _ = EXEC_STASH.remove(&key);
+    let Some(stashed) = stash_take(&EXEC_STASH) else { return 0 };
     let ret = tp_field::<i64>(&ctx, tpoff!(sys_exit_ret));
     if ret >= 0 {
         return 0; // success is reported by sched_process_exec

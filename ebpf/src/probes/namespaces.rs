@@ -8,7 +8,6 @@ use aya_ebpf::{
 };
 use podtrail_common::{
     EventKind, Namespaces,
-    drops::DropReason,
     namespace::{
         NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_USER, NS_UTS,
         NsChangeEvent,
@@ -17,7 +16,7 @@ use podtrail_common::{
 
 use super::tp_field;
 use crate::{
-    emit::{count_drop, fill_header, pid_tgid, reserve, submit},
+    emit::{fill_header, reserve, stash_put, stash_take, submit},
     globals::tpoff,
     task::{current_task, namespaces},
 };
@@ -36,9 +35,7 @@ static NS_STASH: LruHashMap<u64, NsStash> = LruHashMap::with_max_entries(16384, 
 #[inline(always)]
 fn stash(kind: EventKind, fd: i32, flags: u64) {
     let s = NsStash { kind: kind as u32, fd, flags, before: namespaces(current_task()) };
-    if NS_STASH.insert(&pid_tgid(), &s, 0).is_err() {
-        count_drop(DropReason::StashFull, kind);
-    }
+    stash_put(&NS_STASH, &s, kind);
 }
 
 #[tracepoint]
@@ -72,10 +69,7 @@ fn changed(a: &Namespaces, b: &Namespaces) -> u32 {
 /// Attached to `sys_exit_setns` and `sys_exit_unshare`.
 #[tracepoint]
 pub fn sys_exit_ns(ctx: TracePointContext) -> u32 {
-    let key = pid_tgid();
-    // SAFETY: copied out before removal.
-    let Some(s) = (unsafe { NS_STASH.get(&key) }).copied() else { return 0 };
-    let _ = NS_STASH.remove(&key);
+    let Some(s) = stash_take(&NS_STASH) else { return 0 };
     let kind = if s.kind == EventKind::Setns as u32 { EventKind::Setns } else { EventKind::Unshare };
     let Some(mut entry) = reserve::<NsChangeEvent>(kind) else { return 0 };
     let ev = entry.as_mut_ptr();

@@ -8,14 +8,13 @@ use aya_ebpf::{
 };
 use podtrail_common::{
     EventKind,
-    drops::DropReason,
     offsets::ABSENT,
     process::{EXIT_GROUP_DEAD_UNKNOWN, ExitEvent, FORK_FLAGS_KNOWN, FORK_THREAD, ForkEvent},
 };
 
 use super::tp_field;
 use crate::{
-    emit::{count_drop, fill_header, pid_tgid, reserve, submit},
+    emit::{fill_header, pid_tgid, reserve, stash_put, submit},
     globals::{koff, tpoff},
     task::{current_task, read_kernel},
 };
@@ -28,9 +27,7 @@ static CLONE_STASH: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0
 
 #[inline(always)]
 fn stash_flags(flags: u64) {
-    if CLONE_STASH.insert(&pid_tgid(), &flags, 0).is_err() {
-        count_drop(DropReason::StashFull, EventKind::Fork);
-    }
+    stash_put(&CLONE_STASH, &flags, EventKind::Fork);
 }
 
 #[tracepoint]
