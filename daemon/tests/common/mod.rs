@@ -32,8 +32,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(extra: &[&str]) -> Daemon {
+        // Drain often so tests see events quickly, unless the test sets its own interval.
+        let drain: &[&str] =
+            if extra.contains(&"--drain-interval-ms") { &[] } else { &["--drain-interval-ms", "10"] };
         let mut child = Command::new(BIN)
-            .args(["run", "-o", "json", "--drain-interval-ms", "10"])
+            .args(["run", "-o", "json"])
+            .args(drain)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -102,7 +106,14 @@ impl Daemon {
     }
 
     /// SIGTERM, wait, and return stderr; asserts a clean exit and no drops.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
+        let (stderr, drops) = self.stop_with_drops();
+        assert!(drops.is_empty(), "events were dropped: {drops:?}");
+        stderr
+    }
+
+    /// SIGTERM, wait; returns stderr and the `drops` lines (asserts a clean exit).
+    pub fn stop_with_drops(mut self) -> (String, Vec<Value>) {
         // SAFETY: signalling our own child by pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().expect("wait podtrail");
@@ -111,8 +122,7 @@ impl Daemon {
         assert!(status.success(), "podtrail exited with {status}: {stderr}");
         assert!(stderr.contains("podtrail stopped"), "no stop summary: {stderr}");
         let drops = self.all(|v| v["kind"] == "drops");
-        assert!(drops.is_empty(), "events were dropped: {drops:?}");
-        stderr
+        (stderr, drops)
     }
 }
 
