@@ -80,9 +80,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let stats = pipeline.run(rx, shutdown_signal()).await?;
     stop_poller.store(true, std::sync::atomic::Ordering::Relaxed);
-    // Links detach when `ebpf` drops; do it before the summary so the summary is final.
-    drop(ebpf);
     tracing::info!("podtrail stopped: {}", stats.summary());
+    // Links detach when `ebpf` drops (the kernel waits for in-flight programs per link).
+    let t = std::time::Instant::now();
+    drop(ebpf);
+    tracing::debug!("detached in {:?}", t.elapsed());
     Ok(())
 }
 
