@@ -53,8 +53,9 @@ if ! command -v bpf-linker >/dev/null || [ "$(cat "$STAMP" 2>/dev/null)" != "$wa
 fi
 
 # Debian packages the tests use: util-linux (unshare, nsenter, setpriv), binutils (objdump
-# for the SONAME above), python3 (the OOM test's allocator).
-APT_PKGS=(util-linux binutils python3)
+# for the SONAME above), python3 (the OOM test's allocator), protobuf-compiler (the CRI
+# client's generated code in the containerd tests).
+APT_PKGS=(util-linux binutils python3 protobuf-compiler)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -1,0 +1,133 @@
+//! A real container: a private containerd + runc (scripts/containerd-test-env.sh) driven
+//! through CRI. The container's entrypoint exec must carry the container's cgroup2 id and
+//! namespace inodes, and a `runc exec`-style entry (CRI ExecSync) must show setns into them.
+mod common;
+
+use std::{path::PathBuf, process::Command};
+
+use common::*;
+use k8s_cri::v1::{runtime_service_client::RuntimeServiceClient, *};
+use tonic::transport::{Channel, Endpoint};
+
+fn env_script() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/containerd-test-env.sh"))
+}
+
+struct Env {
+    socket: String,
+}
+
+impl Env {
+    fn up() -> Env {
+        let out = Command::new("bash").arg(env_script()).arg("up").output().expect("run env script");
+        assert!(out.status.success(), "containerd-test-env.sh up failed: {}", String::from_utf8_lossy(&out.stderr));
+        let socket = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
+        assert!(socket.ends_with(".sock"), "no socket path printed: {socket:?}");
+        Env { socket }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(env_script()).arg("down").status();
+    }
+}
+
+async fn client(socket: &str) -> RuntimeServiceClient<Channel> {
+    let ch = Endpoint::from_shared(format!("unix://{socket}")).unwrap().connect().await.expect("connect CRI");
+    RuntimeServiceClient::new(ch)
+}
+
+#[test]
+fn container_entrypoint_and_exec_carry_container_identity() {
+    if !root_or_skip("container_entrypoint_and_exec_carry_container_identity") {
+        return;
+    }
+    let env = Env::up();
+    let d = Daemon::start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let uid = format!("pt-{}", std::process::id());
+    let (sandbox, cid, pid) = rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        let cfg = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata { name: "web".into(), uid: uid.clone(), namespace: "podtrail".into(), attempt: 0 }),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: format!("/podtrail-test/pod-{uid}"),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sandbox = c
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        let cc = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: "sleeper".into(), attempt: 0 }),
+            image: Some(ImageSpec { image: "podtrail.local/busybox:1".into(), ..Default::default() }),
+            command: vec!["/bin/sleep".into(), "30".into()],
+            ..Default::default()
+        };
+        let cid = c
+            .create_container(CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(cc), sandbox_config: Some(cfg) })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        c.start_container(StartContainerRequest { container_id: cid.clone() }).await.expect("StartContainer");
+        let st = c
+            .container_status(ContainerStatusRequest { container_id: cid.clone(), verbose: true })
+            .await
+            .expect("ContainerStatus")
+            .into_inner();
+        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).expect("verbose info JSON");
+        (sandbox, cid, info["pid"].as_u64().expect("pid in info") as u32)
+    });
+
+    let exec = d.wait_for("entrypoint exec", 15, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
+    // busybox applets exec /bin/sleep, which is a symlink to /bin/busybox.
+    assert_eq!(exec["exec"]["filename"], "/bin/sleep", "{exec}");
+    assert_eq!(exec["exec"]["args"], serde_json::json!(["/bin/sleep", "30"]));
+    let cg_dir = cgroup2_dir(pid);
+    assert!(cg_dir.contains(&cid), "container cgroup {cg_dir} should name the container id");
+    assert_eq!(exec["cgroup_id"], inode(&cg_dir), "entrypoint exec carries the container's cgroup2 id");
+    for ns in ["mnt", "pid", "uts", "ipc"] {
+        assert_eq!(exec["ns"][ns], ns_inode(pid, ns), "ns.{ns}: {exec}");
+    }
+    // Host network: same net ns as us.
+    assert_eq!(exec["ns"]["net"], ns_inode(std::process::id(), "net"));
+
+    // CRI ExecSync = runc exec: setns into the container's namespaces, then exec inside.
+    rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        let r = c
+            .exec_sync(ExecSyncRequest { container_id: cid.clone(), cmd: vec!["/bin/true".into()], timeout: 10 })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        assert_eq!(r.exit_code, 0);
+    });
+    let inner = d.wait_for("exec /bin/true in container", 15, |v| {
+        is_kind(v, "exec") && v["exec"]["filename"] == "/bin/true" && v["ns"]["mnt"] == ns_inode(pid, "mnt")
+    });
+    assert_eq!(inner["ns"]["pid"], ns_inode(pid, "pid"), "{inner}");
+    let entries = d.all(|v| is_kind(v, "setns") && v["ns"]["mnt"] == ns_inode(pid, "mnt") && v["ns_change"]["changed"].as_array().is_some_and(|c| c.iter().any(|x| x == "mnt")));
+    assert!(!entries.is_empty(), "no setns into the container's mnt namespace was seen");
+
+    rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
+        c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
+    });
+    // runc init's Go threads exit at exec with the same tgid: wait for the leader itself.
+    let exit = d.wait_for("container exit", 15, |v| is_kind(v, "exit") && v["process"]["pid"] == pid);
+    assert_eq!(exit["exit"]["leader"], true);
+    assert!(exit["exit"]["signal"].is_u64(), "stopped by a signal: {exit}");
+    d.stop();
+    drop(env);
+}
