@@ -20,6 +20,24 @@ pub enum ConfigError {
 pub struct Config {
     pub ringbuf: RingbufConfig,
     pub freezer_v1: FreezerV1Config,
+    pub cri: CriConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriConfig {
+    pub enabled: bool,
+    /// Runtime socket (path or `unix://` URL); empty = auto-detect containerd, CRI-O,
+    /// cri-dockerd.
+    pub endpoint: String,
+    pub resync_interval_ms: u64,
+    pub call_timeout_ms: u64,
+}
+
+impl Default for CriConfig {
+    fn default() -> Self {
+        CriConfig { enabled: true, endpoint: String::new(), resync_interval_ms: 10_000, call_timeout_ms: 2_000 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -98,6 +116,14 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "ringbuf.drain_interval_ms = {}: must be 1..=10000",
                 self.ringbuf.drain_interval_ms
+            )));
+        }
+        if !(100..=3_600_000).contains(&self.cri.resync_interval_ms)
+            || !(10..=60_000).contains(&self.cri.call_timeout_ms)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cri.resync_interval_ms = {} (100..=3600000) / cri.call_timeout_ms = {} (10..=60000) out of range",
+                self.cri.resync_interval_ms, self.cri.call_timeout_ms
             )));
         }
         if !(10..=60_000).contains(&self.freezer_v1.poll_interval_ms) {

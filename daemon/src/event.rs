@@ -3,6 +3,8 @@
 //! public JSON schema (`schema/event.schema.json`); change them only with the schema.
 use serde::Serialize;
 
+pub use crate::cri::Metadata;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// CLOCK_BOOTTIME nanoseconds, as stamped in the kernel.
@@ -15,6 +17,8 @@ pub struct Event {
     /// cgroup2 id of the task (0 for user-space generated events without a task).
     pub cgroup_id: u64,
     pub ns: NsInodes,
+    /// Pod and container of `cgroup_id`, from CRI (`state`: `complete` or `host`).
+    pub metadata: Metadata,
     #[serde(flatten)]
     pub detail: Detail,
 }

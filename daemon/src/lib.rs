@@ -3,6 +3,7 @@
 pub mod cgroupfs;
 pub mod clock;
 pub mod config;
+pub mod cri;
 pub mod decode;
 pub mod drops;
 pub mod event;

@@ -51,6 +51,12 @@ struct RunArgs {
     /// Override freezer_v1.poll_interval_ms.
     #[arg(long)]
     freezer_poll_ms: Option<u64>,
+    /// CRI runtime socket (path or unix:// URL); default: auto-detect.
+    #[arg(long)]
+    cri_endpoint: Option<String>,
+    /// Do not query the container runtime (every event gets metadata.state=host).
+    #[arg(long)]
+    no_cri: bool,
 }
 
 fn init_logging(level: &str) {
@@ -89,6 +95,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(v) = args.freezer_poll_ms {
                 config.freezer_v1.poll_interval_ms = v;
+            }
+            if let Some(v) = args.cri_endpoint {
+                config.cri.endpoint = v;
+            }
+            if args.no_cri {
+                config.cri.enabled = false;
             }
             config.validate()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

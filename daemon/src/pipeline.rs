@@ -16,7 +16,9 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use crate::{
-    clock, decode,
+    clock,
+    cri::MetadataCache,
+    decode,
     drops::DropCounters,
     event::Event,
     output::{DropReport, Output},
@@ -47,8 +49,24 @@ impl Stats {
     }
 }
 
+/// Attaches CRI metadata to events and nudges the CRI sync when a cgroup appears.
+pub struct Enricher {
+    pub cache: MetadataCache,
+    pub created: mpsc::Sender<()>,
+}
+
+impl Enricher {
+    fn enrich(&self, ev: &mut Event) {
+        ev.metadata = self.cache.lookup(ev.cgroup_id);
+        if ev.kind == "cgroup_mkdir" {
+            let _ = self.created.try_send(()); // never wait: a pending nudge is enough
+        }
+    }
+}
+
 pub struct Pipeline<W: Write> {
     pub ring: RingBuf<MapData>,
+    pub enricher: Option<Enricher>,
     pub drops: DropCounters,
     pub output: Output<W>,
     pub drain_interval: Duration,
@@ -59,16 +77,27 @@ pub struct Pipeline<W: Write> {
 type Flow = Result<(), io::Error>;
 
 impl<W: Write> Pipeline<W> {
-    fn emit(&mut self, ev: &Event) -> Flow {
+    fn emit(&mut self, mut ev: Event) -> Flow {
+        if let Some(e) = &self.enricher {
+            e.enrich(&mut ev);
+        }
         *self.stats.by_kind.entry(ev.kind).or_default() += 1;
-        self.output.event(ev)
+        self.output.event(&ev)
     }
 
     /// Reads everything currently in the ring buffer.
-    fn drain_ring(ring: &mut RingBuf<MapData>, stats: &mut Stats, output: &mut Output<W>) -> Flow {
+    fn drain_ring(
+        ring: &mut RingBuf<MapData>,
+        enricher: Option<&Enricher>,
+        stats: &mut Stats,
+        output: &mut Output<W>,
+    ) -> Flow {
         while let Some(item) = ring.next() {
             match decode::decode(&item) {
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    if let Some(e) = enricher {
+                        e.enrich(&mut ev);
+                    }
                     *stats.by_kind.entry(ev.kind).or_default() += 1;
                     output.event(&ev)?;
                 }
@@ -122,16 +151,16 @@ impl<W: Write> Pipeline<W> {
                     _ = &mut stop => break,
                     guard = ring_fd.readable() => {
                         let mut guard = guard?;
-                        Self::drain_ring(&mut self.ring, &mut self.stats, &mut self.output)?;
+                        Self::drain_ring(&mut self.ring, self.enricher.as_ref(), &mut self.stats, &mut self.output)?;
                         guard.clear_ready();
                         self.output.flush()?;
                     }
                     _ = tick.tick() => {
-                        Self::drain_ring(&mut self.ring, &mut self.stats, &mut self.output)?;
+                        Self::drain_ring(&mut self.ring, self.enricher.as_ref(), &mut self.stats, &mut self.output)?;
                         self.output.flush()?;
                     }
                     Some(ev) = side_events.recv() => {
-                        self.emit(&ev)?;
+                        self.emit(ev)?;
                     }
                     _ = drop_check.tick() => {
                         self.report_drops()?;
@@ -140,9 +169,9 @@ impl<W: Write> Pipeline<W> {
                 }
             }
             // Detach-time flush: whatever the kernel produced before we stopped.
-            Self::drain_ring(&mut self.ring, &mut self.stats, &mut self.output)?;
+            Self::drain_ring(&mut self.ring, self.enricher.as_ref(), &mut self.stats, &mut self.output)?;
             while let Ok(ev) = side_events.try_recv() {
-                self.emit(&ev)?;
+                self.emit(ev)?;
             }
             self.report_drops()?;
             self.output.flush()

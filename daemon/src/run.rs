@@ -13,12 +13,13 @@ use tokio::sync::mpsc;
 use crate::{
     cgroupfs::CgroupMounts,
     config::Config,
+    cri::{self, MetadataCache},
     drops::DropCounters,
     freezer_v1::V1FreezerPoller,
     kernel::{btf::Btf, offsets, tracefs},
     loader::{self, LoadOptions},
     output::{Format, Output},
-    pipeline::{self, Pipeline},
+    pipeline::{self, Enricher, Pipeline},
     preflight,
 };
 
@@ -71,8 +72,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "podtrail ready: {links} tracepoints attached"
     );
 
+    let enricher = start_cri(cfg, &mounts);
     let pipeline = Pipeline {
         ring,
+        enricher,
         drops: DropCounters::new(drops),
         output: Output::new(opts.format, std::io::stdout()),
         drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
@@ -86,6 +89,39 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(ebpf);
     tracing::debug!("detached in {:?}", t.elapsed());
     Ok(())
+}
+
+/// Starts the CRI sync task when enabled and a runtime socket is configured or found.
+fn start_cri(cfg: &Config, mounts: &CgroupMounts) -> Option<Enricher> {
+    if !cfg.cri.enabled {
+        return None;
+    }
+    let configured = Some(cfg.cri.endpoint.as_str());
+    let Some(endpoint) = cri::detect_endpoint(configured) else {
+        tracing::warn!(
+            "no CRI socket found (tried {}); events get metadata.state=host. Set --cri-endpoint",
+            cri::KNOWN_ENDPOINTS.join(", ")
+        );
+        return None;
+    };
+    let Some(unified) = mounts.unified.clone() else {
+        tracing::warn!("no cgroup2 mount: cannot map containers to cgroup ids; CRI metadata off");
+        return None;
+    };
+    tracing::info!("CRI metadata from {endpoint}");
+    let cache = MetadataCache::default();
+    let (created, rx) = mpsc::channel(1);
+    cri::spawn_sync(
+        cri::SyncOptions {
+            endpoint,
+            resync: Duration::from_millis(cfg.cri.resync_interval_ms),
+            call_timeout: Duration::from_millis(cfg.cri.call_timeout_ms),
+            unified,
+        },
+        cache.clone(),
+        rx,
+    );
+    Some(Enricher { cache, created })
 }
 
 async fn shutdown_signal() {

@@ -44,7 +44,7 @@ fn container_entrypoint_and_exec_carry_container_identity() {
         return;
     }
     let env = Env::up();
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(&["--cri-endpoint", &env.socket]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("pt-{}", std::process::id());
     let (sandbox, cid, pid) = rt.block_on(async {
@@ -116,6 +116,20 @@ fn container_entrypoint_and_exec_carry_container_identity() {
         is_kind(v, "exec") && v["exec"]["filename"] == "/bin/true" && v["ns"]["mnt"] == ns_inode(pid, "mnt")
     });
     assert_eq!(inner["ns"]["pid"], ns_inode(pid, "pid"), "{inner}");
+    // runc exec joins the container's cgroup before exec: CRI metadata names the container.
+    let m = &inner["metadata"];
+    assert_eq!(m["state"], "complete", "{inner}");
+    assert_eq!(m["namespace"], "podtrail");
+    assert_eq!(m["pod"], "web");
+    assert_eq!(m["pod_uid"], uid.as_str());
+    assert_eq!(m["container"], "sleeper");
+    assert_eq!(m["container_id"], cid.as_str());
+    assert_eq!(m["image"], "podtrail.local/busybox:1");
+    assert_eq!(m["runtime"], "containerd");
+    assert_eq!(m["pid"], pid);
+    // Host processes stay `host`.
+    let own = d.wait_for("a host exec", 5, |v| is_kind(v, "exec") && v["cgroup_id"] == inode(&cgroup2_dir(std::process::id())));
+    assert_eq!(own["metadata"], serde_json::json!({"state": "host"}));
     let entries = d.all(|v| is_kind(v, "setns") && v["ns"]["mnt"] == ns_inode(pid, "mnt") && v["ns_change"]["changed"].as_array().is_some_and(|c| c.iter().any(|x| x == "mnt")));
     assert!(!entries.is_empty(), "no setns into the container's mnt namespace was seen");
 

@@ -40,6 +40,7 @@ pub fn v1_freezer_event(
         process: Process::default(),
         cgroup_id: cgroup2_id,
         ns: NsInodes::default(),
+        metadata: crate::event::Metadata::host(),
         detail: Detail::Cgroup(CgroupDetail {
             id: v1_id,
             path: path.to_string(),

@@ -1,0 +1,162 @@
+//! The CRI sync task: list sandboxes and containers, map each container to its cgroup2 id,
+//! and merge into the cache; on a timer and when a cgroup is created. Every call has a
+//! timeout, failures are logged (once per distinct error) and retried with backoff.
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use k8s_cri::v1::{
+    ContainerStatusRequest, ListContainersRequest, ListPodSandboxRequest, VersionRequest,
+    runtime_service_client::RuntimeServiceClient,
+};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{ContainerMeta, CriError, MetadataCache};
+
+pub struct SyncOptions {
+    pub endpoint: String,
+    pub resync: Duration,
+    pub call_timeout: Duration,
+    /// cgroup2 mount point, to turn cgroup paths into ids.
+    pub unified: PathBuf,
+}
+
+async fn timed<T>(
+    o: &SyncOptions,
+    call: &'static str,
+    fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, CriError> {
+    match tokio::time::timeout(o.call_timeout, fut).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) => {
+            Err(CriError::Call { endpoint: o.endpoint.clone(), call, status: Box::new(status) })
+        }
+        Err(_) => Err(CriError::Timeout { endpoint: o.endpoint.clone(), call }),
+    }
+}
+
+async fn connect(o: &SyncOptions) -> Result<RuntimeServiceClient<Channel>, CriError> {
+    let ep = Endpoint::from_shared(o.endpoint.clone())
+        .map_err(|_| CriError::BadEndpoint(o.endpoint.clone()))?
+        .connect_timeout(o.call_timeout);
+    let ch = ep
+        .connect()
+        .await
+        .map_err(|source| CriError::Connect { endpoint: o.endpoint.clone(), source })?;
+    Ok(RuntimeServiceClient::new(ch))
+}
+
+/// cgroup2 id of a container: from the OCI spec's `cgroupsPath` (cgroupfs driver) or, for
+/// a running container, from `/proc/<pid>/cgroup`.
+fn container_cgroup_id(unified: &Path, info: &serde_json::Value, pid: u32) -> Option<u64> {
+    let ino = |rel: &str| std::fs::metadata(unified.join(rel.trim_start_matches('/'))).ok().map(|m| m.ino());
+    if let Some(p) = info["runtimeSpec"]["linux"]["cgroupsPath"].as_str()
+        && p.starts_with('/')
+        && let Some(id) = ino(p)
+    {
+        return Some(id);
+    }
+    if pid == 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).and_then(ino)
+}
+
+async fn sync_once(
+    o: &SyncOptions,
+    client: &mut RuntimeServiceClient<Channel>,
+) -> Result<HashMap<u64, Arc<ContainerMeta>>, CriError> {
+    let version = timed(o, "Version", client.version(VersionRequest { version: "v1".into() })).await?;
+    let sandboxes = timed(o, "ListPodSandbox", client.list_pod_sandbox(ListPodSandboxRequest::default())).await?;
+    let pods: HashMap<String, _> = sandboxes
+        .items
+        .into_iter()
+        .filter_map(|s| Some((s.id, s.metadata?)))
+        .collect();
+    let containers = timed(o, "ListContainers", client.list_containers(ListContainersRequest::default())).await?;
+    let mut out = HashMap::new();
+    for c in containers.containers {
+        let status = timed(
+            o,
+            "ContainerStatus",
+            client.container_status(ContainerStatusRequest { container_id: c.id.clone(), verbose: true }),
+        )
+        .await?;
+        let info: serde_json::Value =
+            status.info.get("info").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        let pid = info["pid"].as_u64().unwrap_or(0) as u32;
+        let Some(cgroup_id) = container_cgroup_id(&o.unified, &info, pid) else { continue };
+        let pod = pods.get(&c.pod_sandbox_id);
+        let meta = ContainerMeta {
+            namespace: pod.map(|p| p.namespace.clone()).unwrap_or_default(),
+            pod: pod.map(|p| p.name.clone()).unwrap_or_default(),
+            pod_uid: pod.map(|p| p.uid.clone()).unwrap_or_default(),
+            container: c.metadata.map(|m| m.name).unwrap_or_default(),
+            container_id: c.id,
+            image: c.image.map(|i| i.image).filter(|i| !i.is_empty()).unwrap_or(c.image_ref),
+            runtime: version.runtime_name.clone(),
+            pid,
+            labels: c.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        };
+        out.insert(cgroup_id, Arc::new(meta));
+    }
+    Ok(out)
+}
+
+/// Runs until the process exits. `created` carries cgroup-creation nudges from the event
+/// path (sent with `try_send`, so the pipeline never waits on this task).
+pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Receiver<()>) {
+    tokio::spawn(async move {
+        let mut client = None;
+        let mut last_error = String::new();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if client.is_none() {
+                match connect(&o).await {
+                    Ok(c) => client = Some(c),
+                    Err(e) => report(&mut last_error, &e),
+                }
+            }
+            if let Some(c) = client.as_mut() {
+                match sync_once(&o, c).await {
+                    Ok(fresh) => {
+                        if !last_error.is_empty() {
+                            tracing::info!("CRI at {} answering again", o.endpoint);
+                            last_error.clear();
+                        }
+                        backoff = Duration::from_millis(500);
+                        cache.merge(fresh);
+                    }
+                    Err(e) => {
+                        report(&mut last_error, &e);
+                        client = None;
+                    }
+                }
+            }
+            let wait = if client.is_some() { o.resync } else { backoff };
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                Some(()) = created.recv() => {
+                    // A cgroup appeared: its container starts a moment later.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    while created.try_recv().is_ok() {}
+                }
+            }
+        }
+    });
+}
+
+fn report(last: &mut String, e: &CriError) {
+    let msg = e.to_string();
+    if *last != msg {
+        tracing::warn!("{msg}; events get metadata.state=host until it answers (retrying)");
+        *last = msg;
+    }
+}
