@@ -7,6 +7,8 @@ pub use crate::cri::Metadata;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
+    /// Position in this daemon's output (1, 2, ...); `late` re-emits point back to it.
+    pub seq: u64,
     /// CLOCK_BOOTTIME nanoseconds, as stamped in the kernel.
     pub ts_boot_ns: u64,
     /// Stable kind name (`exec`, `exec_failed`, `fork`, ...).

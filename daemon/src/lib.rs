@@ -6,6 +6,7 @@ pub mod config;
 pub mod cri;
 pub mod decode;
 pub mod drops;
+pub mod enrich;
 pub mod event;
 pub mod freezer_v1;
 pub mod kernel;

@@ -1,8 +1,10 @@
-//! The event path in user space: drain the ring buffer (on wake-up or timer), decode, and
-//! write to the output; merge v1 freezer poll events; report every loss.
+//! The event path in user space: drain the ring buffer (on wake-up or timer), decode,
+//! enrich with CRI metadata, and write to the output; merge v1 freezer poll events; report
+//! every loss.
 use std::{
     collections::BTreeMap,
     io::{self, Write},
+    os::fd::{AsRawFd, RawFd},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -10,16 +12,13 @@ use std::{
     time::Duration,
 };
 
-use std::os::fd::{AsRawFd, RawFd};
-
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use crate::{
-    clock,
-    cri::MetadataCache,
-    decode,
+    clock, decode,
     drops::DropCounters,
+    enrich::Enricher,
     event::Event,
     output::{DropReport, Output},
 };
@@ -30,6 +29,7 @@ pub struct Stats {
     pub by_kind: BTreeMap<&'static str, u64>,
     pub decode_errors: u64,
     pub kernel_drops: BTreeMap<(&'static str, &'static str), u64>,
+    pub late: u64,
 }
 
 impl Stats {
@@ -40,8 +40,9 @@ impl Stats {
         let drops: Vec<String> =
             self.kernel_drops.iter().map(|((r, k), n)| format!("{r}/{k}={n}")).collect();
         format!(
-            "{events} events ({}); {dropped} dropped ({}{}decode_error={})",
+            "{events} events ({}); {} late re-emits; {dropped} dropped ({}{}decode_error={})",
             kinds.join(" "),
+            self.late,
             drops.join(" "),
             if drops.is_empty() { "" } else { " " },
             self.decode_errors
@@ -49,90 +50,89 @@ impl Stats {
     }
 }
 
-/// Attaches CRI metadata to events and nudges the CRI sync when a cgroup appears.
-pub struct Enricher {
-    pub cache: MetadataCache,
-    pub created: mpsc::Sender<()>,
-}
-
-impl Enricher {
-    fn enrich(&self, ev: &mut Event) {
-        ev.metadata = self.cache.lookup(ev.cgroup_id);
-        if ev.kind == "cgroup_mkdir" {
-            let _ = self.created.try_send(()); // never wait: a pending nudge is enough
-        }
-    }
-}
-
-pub struct Pipeline<W: Write> {
-    pub ring: RingBuf<MapData>,
+/// Everything after the ring buffer: numbering, enrichment, output and counters.
+pub struct Sinks<W: Write> {
     pub enricher: Option<Enricher>,
-    pub drops: DropCounters,
     pub output: Output<W>,
-    pub drain_interval: Duration,
     pub stats: Stats,
+    seq: u64,
 }
 
 /// Output errors end the run: a closed stdout (EPIPE) is a normal way to stop.
 type Flow = Result<(), io::Error>;
 
-impl<W: Write> Pipeline<W> {
-    fn emit(&mut self, mut ev: Event) -> Flow {
-        if let Some(e) = &self.enricher {
+impl<W: Write> Sinks<W> {
+    pub fn new(enricher: Option<Enricher>, output: Output<W>) -> Self {
+        Sinks { enricher, output, stats: Stats::default(), seq: 0 }
+    }
+
+    fn handle(&mut self, mut ev: Event) -> Flow {
+        self.seq += 1;
+        ev.seq = self.seq;
+        if let Some(e) = self.enricher.as_mut() {
             e.enrich(&mut ev);
         }
         *self.stats.by_kind.entry(ev.kind).or_default() += 1;
         self.output.event(&ev)
     }
 
-    /// Reads everything currently in the ring buffer.
-    fn drain_ring(
-        ring: &mut RingBuf<MapData>,
-        enricher: Option<&Enricher>,
-        stats: &mut Stats,
-        output: &mut Output<W>,
-    ) -> Flow {
-        while let Some(item) = ring.next() {
-            match decode::decode(&item) {
-                Ok(mut ev) => {
-                    if let Some(e) = enricher {
-                        e.enrich(&mut ev);
-                    }
-                    *stats.by_kind.entry(ev.kind).or_default() += 1;
-                    output.event(&ev)?;
-                }
-                Err(e) => {
-                    stats.decode_errors += 1;
-                    if stats.decode_errors <= 5 {
-                        tracing::warn!("undecodable record ({} bytes): {e}", item.len());
-                    }
-                    let report = DropReport {
-                        reason: "decode_error",
-                        event_kind: "unknown",
-                        count: 1,
-                        total: stats.decode_errors,
-                    };
-                    output.drops(clock::boot_ns(), &report)?;
-                }
-            }
+    /// `late` copies of pending events whose metadata has arrived.
+    fn resolve_pending(&mut self) -> Flow {
+        let Some(e) = self.enricher.as_mut() else { return Ok(()) };
+        for mut ev in e.resolve_pending() {
+            self.seq += 1;
+            ev.seq = self.seq;
+            self.stats.late += 1;
+            self.output.event(&ev)?;
         }
         Ok(())
     }
 
-    fn report_drops(&mut self) -> Flow {
-        for report in self.drops.poll() {
-            tracing::warn!(
-                "lost {} {} events: {} ({} since start)",
-                report.count,
-                report.event_kind,
-                report.reason,
-                report.total
-            );
-            self.output.drops(clock::boot_ns(), &report)?;
+    fn decode_error(&mut self, len: usize, e: decode::DecodeError) -> Flow {
+        self.stats.decode_errors += 1;
+        if self.stats.decode_errors <= 5 {
+            tracing::warn!("undecodable record ({len} bytes): {e}");
         }
-        Ok(())
+        let total = self.stats.decode_errors;
+        let report = DropReport { reason: "decode_error", event_kind: "unknown", count: 1, total };
+        self.output.drops(clock::boot_ns(), &report)
     }
+}
 
+/// Reads everything currently in the ring buffer, then flushes.
+fn drain<W: Write>(ring: &mut RingBuf<MapData>, sinks: &mut Sinks<W>) -> Flow {
+    while let Some(item) = ring.next() {
+        match decode::decode(&item) {
+            Ok(ev) => sinks.handle(ev)?,
+            Err(e) => sinks.decode_error(item.len(), e)?,
+        }
+    }
+    sinks.resolve_pending()?;
+    sinks.output.flush()
+}
+
+fn report_drops<W: Write>(drops: &mut DropCounters, sinks: &mut Sinks<W>) -> Flow {
+    for report in drops.poll() {
+        tracing::warn!(
+            "lost {} {} events: {} ({} since start)",
+            report.count,
+            report.event_kind,
+            report.reason,
+            report.total
+        );
+        sinks.output.drops(clock::boot_ns(), &report)?;
+    }
+    sinks.output.flush()
+}
+
+pub struct Pipeline<W: Write> {
+    pub ring: RingBuf<MapData>,
+    pub drops: DropCounters,
+    pub sinks: Sinks<W>,
+    pub drain_interval: Duration,
+}
+
+impl<W: Write> Pipeline<W> {
     /// Runs until `stop` resolves; then drains what is left and reports final drops.
     pub async fn run(
         mut self,
@@ -144,6 +144,7 @@ impl<W: Write> Pipeline<W> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drop_check = tokio::time::interval(Duration::from_secs(1));
         tokio::pin!(stop);
+        let (ring, sinks, drops) = (&mut self.ring, &mut self.sinks, &mut self.drops);
         let result: Flow = async {
             loop {
                 tokio::select! {
@@ -151,30 +152,20 @@ impl<W: Write> Pipeline<W> {
                     _ = &mut stop => break,
                     guard = ring_fd.readable() => {
                         let mut guard = guard?;
-                        Self::drain_ring(&mut self.ring, self.enricher.as_ref(), &mut self.stats, &mut self.output)?;
+                        drain(ring, sinks)?;
                         guard.clear_ready();
-                        self.output.flush()?;
                     }
-                    _ = tick.tick() => {
-                        Self::drain_ring(&mut self.ring, self.enricher.as_ref(), &mut self.stats, &mut self.output)?;
-                        self.output.flush()?;
-                    }
-                    Some(ev) = side_events.recv() => {
-                        self.emit(ev)?;
-                    }
-                    _ = drop_check.tick() => {
-                        self.report_drops()?;
-                        self.output.flush()?;
-                    }
+                    _ = tick.tick() => drain(ring, sinks)?,
+                    Some(ev) = side_events.recv() => sinks.handle(ev)?,
+                    _ = drop_check.tick() => report_drops(drops, sinks)?,
                 }
             }
             // Detach-time flush: whatever the kernel produced before we stopped.
-            Self::drain_ring(&mut self.ring, self.enricher.as_ref(), &mut self.stats, &mut self.output)?;
             while let Ok(ev) = side_events.try_recv() {
-                self.emit(ev)?;
+                sinks.handle(ev)?;
             }
-            self.report_drops()?;
-            self.output.flush()
+            drain(ring, sinks)?;
+            report_drops(drops, sinks)
         }
         .await;
         if let Err(e) = result {
@@ -183,8 +174,15 @@ impl<W: Write> Pipeline<W> {
             }
             tracing::info!("output closed; stopping");
         }
-        self.stats.kernel_drops = self.drops.totals();
-        Ok(self.stats)
+        drop(ring_fd);
+        let mut stats = std::mem::take(&mut self.sinks.stats);
+        stats.kernel_drops = self.drops.totals();
+        if let Some(e) = &self.sinks.enricher
+            && e.late_evicted > 0
+        {
+            tracing::warn!("{} pending events were evicted before their metadata arrived", e.late_evicted);
+        }
+        Ok(stats)
     }
 }
 
@@ -192,7 +190,7 @@ impl<W: Write> Pipeline<W> {
 fn register_ring_fd(ring: &RingBuf<MapData>) -> io::Result<AsyncFd<RawFd>> {
     let fd = ring.as_raw_fd();
     // SAFETY: the fd is owned by `ring`, which lives in the Pipeline for the whole of `run`;
-    // the returned AsyncFd is a local of `run` and is dropped (deregistered) before it.
+    // the returned AsyncFd is dropped (deregistered) inside `run`, before the Pipeline.
     unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
 }
 
@@ -212,7 +210,9 @@ pub fn spawn_freezer_poller(
                 }
             }
             if poller.truncated && !warned {
-                tracing::warn!("v1 freezer: more cgroups than freezer_v1.max_cgroups; the rest are not polled");
+                tracing::warn!(
+                    "v1 freezer: more cgroups than freezer_v1.max_cgroups; the rest are not polled"
+                );
                 warned = true;
             }
             std::thread::sleep(interval);

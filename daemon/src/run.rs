@@ -19,7 +19,8 @@ use crate::{
     kernel::{btf::Btf, offsets, tracefs},
     loader::{self, LoadOptions},
     output::{Format, Output},
-    pipeline::{self, Enricher, Pipeline},
+    enrich::{CreatedCgroups, Enricher},
+    pipeline::{self, Pipeline, Sinks},
     preflight,
 };
 
@@ -75,11 +76,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let enricher = start_cri(cfg, &mounts);
     let pipeline = Pipeline {
         ring,
-        enricher,
         drops: DropCounters::new(drops),
-        output: Output::new(opts.format, std::io::stdout()),
+        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout())),
         drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
-        stats: Default::default(),
     };
     let stats = pipeline.run(rx, shutdown_signal()).await?;
     stop_poller.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -110,6 +109,7 @@ fn start_cri(cfg: &Config, mounts: &CgroupMounts) -> Option<Enricher> {
     };
     tracing::info!("CRI metadata from {endpoint}");
     let cache = MetadataCache::default();
+    let created_paths = CreatedCgroups::default();
     let (created, rx) = mpsc::channel(1);
     cri::spawn_sync(
         cri::SyncOptions {
@@ -117,11 +117,12 @@ fn start_cri(cfg: &Config, mounts: &CgroupMounts) -> Option<Enricher> {
             resync: Duration::from_millis(cfg.cri.resync_interval_ms),
             call_timeout: Duration::from_millis(cfg.cri.call_timeout_ms),
             unified,
+            created: created_paths.clone(),
         },
         cache.clone(),
         rx,
     );
-    Some(Enricher { cache, created })
+    Some(Enricher::new(cache, created, created_paths))
 }
 
 async fn shutdown_signal() {

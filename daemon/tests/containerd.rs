@@ -13,17 +13,22 @@ fn env_script() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/containerd-test-env.sh"))
 }
 
+/// Tests here share one private containerd: run them one at a time.
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Env {
     socket: String,
+    _lock: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Env {
     fn up() -> Env {
+        let lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let out = Command::new("bash").arg(env_script()).arg("up").output().expect("run env script");
         assert!(out.status.success(), "containerd-test-env.sh up failed: {}", String::from_utf8_lossy(&out.stderr));
         let socket = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
         assert!(socket.ends_with(".sock"), "no socket path printed: {socket:?}");
-        Env { socket }
+        Env { socket, _lock: lock }
     }
 }
 
@@ -36,6 +41,81 @@ impl Drop for Env {
 async fn client(socket: &str) -> RuntimeServiceClient<Channel> {
     let ch = Endpoint::from_shared(format!("unix://{socket}")).unwrap().connect().await.expect("connect CRI");
     RuntimeServiceClient::new(ch)
+}
+
+fn sandbox_config(name: &str, uid: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata { name: name.into(), uid: uid.into(), namespace: "podtrail".into(), attempt: 0 }),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: format!("/podtrail-test/pod-{uid}"),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Issue scenario 4: a container that lives about 100 ms still ends up with complete
+/// metadata, directly or through a `late` re-emit of its `pending` events.
+#[test]
+fn short_lived_container_gets_metadata() {
+    if !root_or_skip("short_lived_container_gets_metadata") {
+        return;
+    }
+    let env = Env::up();
+    let d = Daemon::start(&["--cri-endpoint", &env.socket]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let uid = format!("blink-{}", std::process::id());
+    let marker = format!("0.1{}", std::process::id() % 10); // unique argv to find our exec
+    let sandbox = rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        let cfg = sandbox_config("blinker", &uid);
+        let sandbox = c
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        let cc = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: "blink".into(), attempt: 0 }),
+            image: Some(ImageSpec { image: "podtrail.local/busybox:1".into(), ..Default::default() }),
+            command: vec!["/bin/sleep".into(), marker.clone()],
+            ..Default::default()
+        };
+        let cid = c
+            .create_container(CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(cc), sandbox_config: Some(cfg) })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        c.start_container(StartContainerRequest { container_id: cid }).await.expect("StartContainer");
+        sandbox
+    });
+    let exec = d.wait_for("short-lived exec", 15, |v| is_kind(v, "exec") && v["exec"]["args"][1] == marker.as_str());
+    let exit = d.wait_for("short-lived exit", 15, |v| is_kind(v, "exit") && tgid(v) == tgid(&exec) && v["process"]["pid"] == exec["process"]["pid"]);
+    assert_eq!(exit["exit"]["code"], 0);
+    let seq = exec["seq"].as_u64().unwrap();
+    let resolved = if exec["metadata"]["state"] == "complete" {
+        exec.clone()
+    } else {
+        assert_eq!(exec["metadata"]["state"], "pending", "a new container's event is pending, not host: {exec}");
+        d.wait_for("late re-emit", 15, |v| v["metadata"]["state"] == "late" && v["metadata"]["late_of"] == seq)
+    };
+    assert_eq!(resolved["metadata"]["container"], "blink", "{resolved}");
+    assert_eq!(resolved["metadata"]["pod"], "blinker");
+    assert_eq!(resolved["metadata"]["pod_uid"], uid.as_str());
+    assert_eq!(resolved["exec"], exec["exec"], "the late copy is the same event");
+    eprintln!("short-lived container exec resolved as {}", exec["metadata"]["state"]);
+    rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
+        c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
+    });
+    d.stop();
+    drop(env);
 }
 
 #[test]

@@ -5,7 +5,10 @@ mod sync;
 use std::{
     collections::{BTreeMap, HashMap},
     path::Path,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use serde::Serialize;
@@ -41,14 +44,18 @@ pub struct ContainerMeta {
 /// `metadata` of an event: `complete` with the container's identity, or `host`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metadata {
+    /// `complete`, `host`, `pending` (new cgroup, CRI has not reported it yet) or `late`
+    /// (re-emitted once the metadata arrived; `late_of` is the original event's `seq`).
     pub state: &'static str,
     #[serde(flatten)]
     pub container: Option<Arc<ContainerMeta>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_of: Option<u64>,
 }
 
 impl Metadata {
     pub fn host() -> Self {
-        Metadata { state: "host", container: None }
+        Metadata { state: "host", container: None, late_of: None }
     }
 }
 
@@ -56,12 +63,15 @@ impl Metadata {
 #[derive(Clone, Default)]
 pub struct MetadataCache {
     inner: Arc<RwLock<HashMap<u64, Arc<ContainerMeta>>>>,
+    /// Bumped whenever a new cgroup id is added, so the event path knows when to retry
+    /// pending events.
+    generation: Arc<AtomicU64>,
 }
 
 impl MetadataCache {
     pub fn lookup(&self, cgroup_id: u64) -> Metadata {
         match self.inner.read().ok().and_then(|m| m.get(&cgroup_id).cloned()) {
-            Some(c) => Metadata { state: "complete", container: Some(c) },
+            Some(c) => Metadata { state: "complete", container: Some(c), late_of: None },
             None => Metadata::host(),
         }
     }
@@ -70,8 +80,16 @@ impl MetadataCache {
     /// them, so the ids cannot be reused for anything else, and late events still resolve.
     pub fn merge(&self, fresh: HashMap<u64, Arc<ContainerMeta>>) {
         if let Ok(mut m) = self.inner.write() {
+            let added = fresh.keys().any(|k| !m.contains_key(k));
             m.extend(fresh);
+            if added {
+                self.generation.fetch_add(1, Ordering::Release);
+            }
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn len(&self) -> usize {

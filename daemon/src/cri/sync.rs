@@ -4,7 +4,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -24,6 +24,8 @@ pub struct SyncOptions {
     pub call_timeout: Duration,
     /// cgroup2 mount point, to turn cgroup paths into ids.
     pub unified: PathBuf,
+    /// Ids of cgroups created since start, by path: for containers already gone.
+    pub created: crate::enrich::CreatedCgroups,
 }
 
 async fn timed<T>(
@@ -51,15 +53,20 @@ async fn connect(o: &SyncOptions) -> Result<RuntimeServiceClient<Channel>, CriEr
     Ok(RuntimeServiceClient::new(ch))
 }
 
-/// cgroup2 id of a container: from the OCI spec's `cgroupsPath` (cgroupfs driver) or, for
-/// a running container, from `/proc/<pid>/cgroup`.
-fn container_cgroup_id(unified: &Path, info: &serde_json::Value, pid: u32) -> Option<u64> {
-    let ino = |rel: &str| std::fs::metadata(unified.join(rel.trim_start_matches('/'))).ok().map(|m| m.ino());
+/// cgroup2 id of a container: from the OCI spec's `cgroupsPath` (cgroupfs driver; the
+/// directory if it still exists, else the id its `cgroup_mkdir` event reported) or, for a
+/// running container, from `/proc/<pid>/cgroup`.
+fn container_cgroup_id(o: &SyncOptions, info: &serde_json::Value, pid: u32) -> Option<u64> {
+    let ino = |rel: &str| std::fs::metadata(o.unified.join(rel.trim_start_matches('/'))).ok().map(|m| m.ino());
     if let Some(p) = info["runtimeSpec"]["linux"]["cgroupsPath"].as_str()
         && p.starts_with('/')
-        && let Some(id) = ino(p)
     {
-        return Some(id);
+        if let Some(id) = ino(p) {
+            return Some(id);
+        }
+        if let Some(id) = o.created.lock().ok().and_then(|m| m.get(p).copied()) {
+            return Some(id);
+        }
     }
     if pid == 0 {
         return None;
@@ -91,7 +98,7 @@ async fn sync_once(
         let info: serde_json::Value =
             status.info.get("info").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
         let pid = info["pid"].as_u64().unwrap_or(0) as u32;
-        let Some(cgroup_id) = container_cgroup_id(&o.unified, &info, pid) else { continue };
+        let Some(cgroup_id) = container_cgroup_id(o, &info, pid) else { continue };
         let pod = pods.get(&c.pod_sandbox_id);
         let meta = ContainerMeta {
             namespace: pod.map(|p| p.namespace.clone()).unwrap_or_default(),

@@ -34,6 +34,7 @@ pub fn v1_freezer_event(
     hierarchy: i32,
 ) -> Event {
     Event {
+        seq: 0,
         ts_boot_ns,
         kind: kind.name(),
         source: "v1_freezer_poll",

@@ -40,6 +40,7 @@ pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
         | EventKind::CgroupFrozen => cgroup::decode(&b, kind)?,
     };
     Ok(Event {
+        seq: 0,
         ts_boot_ns: b.u64(offset_of!(EventHeader, ts_ns))?,
         kind: kind.name(),
         source: "kernel",
