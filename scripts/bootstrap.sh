@@ -11,9 +11,12 @@ BPF_LINKER_VERSION="0.13.0"
 export PATH="$HOME/.cargo/bin:$PATH"
 export RUSTUP_AUTO_INSTALL=0
 
+# grep -q exits at the first match; under pipefail the writer's SIGPIPE then fails the
+# whole pipeline. `has` reads all of its input.
+has() { grep "$@" >/dev/null; }
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
-have_toolchain() { rustup toolchain list | grep -q "^$1"; }
+have_toolchain() { rustup toolchain list | has "^$1"; }
 
 if ! command -v rustup >/dev/null; then
   log "rustup is required (https://rustup.rs); not found on PATH"; exit 1
@@ -26,7 +29,7 @@ fi
 if ! have_toolchain "$EBPF_NIGHTLY"; then
   log "installing eBPF toolchain $EBPF_NIGHTLY (+rust-src)"
   rustup toolchain install "$EBPF_NIGHTLY" --profile minimal -c rust-src
-elif ! rustup component list --toolchain "$EBPF_NIGHTLY" --installed | grep -q '^rust-src'; then
+elif ! rustup component list --toolchain "$EBPF_NIGHTLY" --installed | has '^rust-src'; then
   rustup component add rust-src --toolchain "$EBPF_NIGHTLY"
 fi
 

@@ -43,6 +43,9 @@ BUSYBOX_REF="podtrail.local/busybox:1"
 PAUSE_TAR="$IMG_DIR/pause-1-r$IMAGE_RECIPE.oci.tar"
 BUSYBOX_TAR="$IMG_DIR/busybox-1-r$IMAGE_RECIPE.oci.tar"
 
+# grep -q exits at the first match; under pipefail the writer's SIGPIPE then fails the
+# whole pipeline. `has` reads all of its input.
+has() { grep "$@" >/dev/null; }
 log() { printf '[containerd-test-env] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -288,14 +291,14 @@ our_pid() {
   [ -s "$PIDFILE" ] || return 1
   local pid; pid="$(cat "$PIDFILE")"
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--config $CONFIG" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | has -- "--config $CONFIG" || return 1
   echo "$pid"
 }
 
 responsive() { ctr --address "$SOCK" version >/dev/null 2>&1; }
 
 cri_ok() {
-  ctr --address "$SOCK" plugins ls 2>/dev/null | awk '$2 == "cri" && $1 == "io.containerd.grpc.v1" {print $NF}' | grep -qx ok
+  ctr --address "$SOCK" plugins ls 2>/dev/null | awk '$2 == "cri" && $1 == "io.containerd.grpc.v1" {print $NF}' | has -x ok
 }
 
 start_containerd() {
@@ -338,12 +341,12 @@ import_images() {
   local tar ref
   for pair in "$PAUSE_TAR=$PAUSE_REF" "$BUSYBOX_TAR=$BUSYBOX_REF"; do
     tar="${pair%%=*}"; ref="${pair#*=}"
-    if ctr --address "$SOCK" -n "$NS" images ls -q 2>/dev/null | grep -qx "$ref"; then
+    if ctr --address "$SOCK" -n "$NS" images ls -q 2>/dev/null | has -x "$ref"; then
       continue
     fi
     log "importing $ref"
     ctr --address "$SOCK" -n "$NS" images import --snapshotter overlayfs "$tar" >&2
-    ctr --address "$SOCK" -n "$NS" images ls -q | grep -qx "$ref" || die "import of $ref did not produce the image"
+    ctr --address "$SOCK" -n "$NS" images ls -q | has -x "$ref" || die "import of $ref did not produce the image"
   done
 }
 
@@ -395,7 +398,7 @@ kill_shims() {
   [ -n "$pids" ] || return 0
   for pid in $pids; do
     # Only signal processes that really are containerd shims.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q containerd-shim || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | has containerd-shim || continue
     log "killing shim pid $pid"
     kill -TERM "$pid" 2>/dev/null || true
   done
@@ -406,7 +409,7 @@ kill_shims() {
     sleep 0.2
   done
   for pid in $pids; do
-    if alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q containerd-shim; then
+    if alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | has containerd-shim; then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     cri::{Metadata, MetadataCache},
-    event::{Detail, Event},
+    event::{Detail, Event, NsInodes},
 };
 
 /// How long a new cgroup counts as "maybe a container that CRI has not reported yet".
@@ -25,13 +25,25 @@ const MAX_PENDING_EVENTS: usize = 16_384;
 /// can map a container's `cgroupsPath` to the id its events carried.
 pub type CreatedCgroups = Arc<Mutex<HashMap<String, u64>>>;
 
+/// An event waiting for metadata (its cgroup is new) and/or a setns target (it entered
+/// non-host namespaces no known container has yet).
+struct Pending {
+    at: Instant,
+    event: Event,
+    needs_metadata: bool,
+    needs_target: bool,
+}
+
 pub struct Enricher {
     pub cache: MetadataCache,
     /// Nudges the CRI sync when a cgroup appears (`try_send`: never waits).
     pub created_tx: mpsc::Sender<()>,
     pub created_paths: CreatedCgroups,
     recent: HashMap<u64, Instant>,
-    pending: VecDeque<(Instant, Event)>,
+    pending: VecDeque<Pending>,
+    /// The daemon's own (host) namespaces: entering anything else may be a container that
+    /// CRI has not reported yet.
+    host_ns: NsInodes,
     seen_generation: u64,
     /// Pending events evicted before their metadata arrived because the buffer was full.
     pub late_evicted: u64,
@@ -45,6 +57,7 @@ impl Enricher {
             created_paths,
             recent: HashMap::new(),
             pending: VecDeque::new(),
+            host_ns: crate::cri::ns_inodes(std::process::id()),
             seen_generation: 0,
             late_evicted: 0,
         }
@@ -59,15 +72,27 @@ impl Enricher {
             self.remember_cgroup(c.id, &c.path);
         }
         ev.metadata = self.cache.lookup(ev.cgroup_id);
-        if ev.metadata.state == "host"
-            && self.recent.get(&ev.cgroup_id).is_some_and(|t| t.elapsed() < PENDING_WINDOW)
+        let mut needs_target = false;
+        if let Detail::NsChange(n) = &mut ev.detail
+            && n.op == "setns"
+            && n.errno == 0
+            && !n.changed.is_empty()
         {
+            n.target = self.cache.container_by_ns(&ev.ns);
+            needs_target = n.target.is_none() && ev.ns.mnt != self.host_ns.mnt;
+        }
+        let needs_metadata = ev.metadata.state == "host"
+            && self.recent.get(&ev.cgroup_id).is_some_and(|t| t.elapsed() < PENDING_WINDOW);
+        if needs_metadata {
             ev.metadata = Metadata { state: "pending", container: None, late_of: None };
+        }
+        if needs_metadata || needs_target {
             if self.pending.len() >= MAX_PENDING_EVENTS {
                 self.pending.pop_front();
                 self.late_evicted += 1;
             }
-            self.pending.push_back((Instant::now(), ev.clone()));
+            let event = ev.clone();
+            self.pending.push_back(Pending { at: Instant::now(), event, needs_metadata, needs_target });
         }
     }
 
@@ -93,7 +118,7 @@ impl Enricher {
     /// the buffer (their `pending` original was already emitted).
     pub fn resolve_pending(&mut self) -> Vec<Event> {
         let now = Instant::now();
-        while self.pending.front().is_some_and(|(t, _)| now.duration_since(*t) > PENDING_WINDOW) {
+        while self.pending.front().is_some_and(|p| now.duration_since(p.at) > PENDING_WINDOW) {
             self.pending.pop_front();
         }
         let generation = self.cache.generation();
@@ -103,13 +128,19 @@ impl Enricher {
         }
         self.seen_generation = generation;
         let mut late = Vec::new();
-        self.pending.retain(|(_, ev)| {
-            let m = self.cache.lookup(ev.cgroup_id);
-            if m.state != "complete" {
+        self.pending.retain(|p| {
+            let m = self.cache.lookup(p.event.cgroup_id);
+            let target = if p.needs_target { self.cache.container_by_ns(&p.event.ns) } else { None };
+            if (p.needs_metadata && m.state != "complete") || (p.needs_target && target.is_none()) {
                 return true;
             }
-            let mut copy = ev.clone();
-            copy.metadata = Metadata { state: "late", container: m.container, late_of: Some(ev.seq) };
+            let mut copy = p.event.clone();
+            copy.metadata = Metadata { state: "late", container: m.container, late_of: Some(p.event.seq) };
+            if let Detail::NsChange(n) = &mut copy.detail
+                && target.is_some()
+            {
+                n.target = target;
+            }
             late.push(copy);
             false
         });

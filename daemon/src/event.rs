@@ -118,6 +118,9 @@ pub struct NsChangeDetail {
     /// Namespace types whose inode changed; the event's `ns` holds the new inodes.
     pub changed: Vec<&'static str>,
     pub before: NsInodes,
+    /// The container whose namespaces the task is in after a successful setns (matched by
+    /// inode against CRI metadata): who got entered, whatever cgroup the caller is in.
+    pub target: Option<std::sync::Arc<crate::cri::ContainerMeta>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -39,6 +39,9 @@ pub struct ContainerMeta {
     /// The container's init pid as the host sees it (0 once it exited).
     pub pid: u32,
     pub labels: BTreeMap<String, String>,
+    /// Namespace inodes of the container's init (what setns targets are matched against).
+    #[serde(skip)]
+    pub ns: crate::event::NsInodes,
 }
 
 /// `metadata` of an event: `complete` with the container's identity, or `host`.
@@ -59,10 +62,16 @@ impl Metadata {
     }
 }
 
+/// (namespace type: 0 mnt, 1 pid, 2 ipc, 3 uts, 4 net; inode).
+type NsKey = (u8, u32);
+
 /// cgroup2 id -> container, shared between the sync task (writer) and the pipeline (reader).
 #[derive(Clone, Default)]
 pub struct MetadataCache {
     inner: Arc<RwLock<HashMap<u64, Arc<ContainerMeta>>>>,
+    /// Namespace (type, inode) -> container, for namespaces a container does not share with
+    /// the host: entering one of them means entering that container.
+    by_ns: Arc<RwLock<HashMap<NsKey, Arc<ContainerMeta>>>>,
     /// Bumped whenever a new cgroup id is added, so the event path knows when to retry
     /// pending events.
     generation: Arc<AtomicU64>,
@@ -79,6 +88,19 @@ impl MetadataCache {
     /// Merges a fresh listing. Containers that vanished are kept: their cgroup is gone with
     /// them, so the ids cannot be reused for anything else, and late events still resolve.
     pub fn merge(&self, fresh: HashMap<u64, Arc<ContainerMeta>>) {
+        let host = host_namespaces();
+        if let Ok(mut idx) = self.by_ns.write() {
+            for c in fresh.values().filter(|c| c.pid != 0) {
+                let ns = &c.ns;
+                for (kind, ino, host_ino) in
+                    [(0u8, ns.mnt, host.mnt), (1, ns.pid, host.pid), (2, ns.ipc, host.ipc), (3, ns.uts, host.uts), (4, ns.net, host.net)]
+                {
+                    if ino != 0 && ino != host_ino {
+                        idx.insert((kind, ino), c.clone());
+                    }
+                }
+            }
+        }
         if let Ok(mut m) = self.inner.write() {
             let added = fresh.keys().any(|k| !m.contains_key(k));
             m.extend(fresh);
@@ -86,6 +108,15 @@ impl MetadataCache {
                 self.generation.fetch_add(1, Ordering::Release);
             }
         }
+    }
+
+    /// The container whose namespaces `ns` are in (mnt first: it is never shared with the
+    /// host by a container; then pid, ipc, uts, net).
+    pub fn container_by_ns(&self, ns: &crate::event::NsInodes) -> Option<Arc<ContainerMeta>> {
+        let idx = self.by_ns.read().ok()?;
+        [(0u8, ns.mnt), (1, ns.pid), (2, ns.ipc), (3, ns.uts), (4, ns.net)]
+            .iter()
+            .find_map(|k| idx.get(k).cloned())
     }
 
     pub fn generation(&self) -> u64 {
@@ -116,4 +147,28 @@ pub fn detect_endpoint(configured: Option<&str>) -> Option<String> {
         return Some(if e.starts_with("unix://") { e.to_string() } else { format!("unix://{e}") });
     }
     KNOWN_ENDPOINTS.iter().find(|p| Path::new(p).exists()).map(|p| format!("unix://{p}"))
+}
+
+/// The daemon runs in the host's namespaces (hostPID/hostNetwork in a DaemonSet), so its
+/// own inodes say which namespaces a container shares with the host.
+fn host_namespaces() -> crate::event::NsInodes {
+    ns_inodes(std::process::id())
+}
+
+/// `/proc/<pid>/ns/*` inode numbers (0 where unreadable).
+pub fn ns_inodes(pid: u32) -> crate::event::NsInodes {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |n: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/{n}")).map(|m| m.ino() as u32).unwrap_or(0)
+    };
+    crate::event::NsInodes {
+        mnt: ino("mnt"),
+        pid: ino("pid"),
+        net: ino("net"),
+        uts: ino("uts"),
+        ipc: ino("ipc"),
+        user: ino("user"),
+        cgroup: ino("cgroup"),
+        pid_for_children: ino("pid_for_children"),
+    }
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use k8s_cri::v1::{
-    ContainerStatusRequest, ListContainersRequest, ListPodSandboxRequest, VersionRequest,
+    ContainerState, ContainerStatusRequest, ListContainersRequest, ListPodSandboxRequest, VersionRequest,
     runtime_service_client::RuntimeServiceClient,
 };
 use tokio::sync::mpsc;
@@ -75,10 +75,12 @@ fn container_cgroup_id(o: &SyncOptions, info: &serde_json::Value, pid: u32) -> O
     text.lines().find_map(|l| l.strip_prefix("0::")).and_then(ino)
 }
 
+/// One full listing. Also says whether some container is still settling (created but not
+/// running yet, or running without a pid): then the caller resyncs again soon.
 async fn sync_once(
     o: &SyncOptions,
     client: &mut RuntimeServiceClient<Channel>,
-) -> Result<HashMap<u64, Arc<ContainerMeta>>, CriError> {
+) -> Result<(HashMap<u64, Arc<ContainerMeta>>, bool), CriError> {
     let version = timed(o, "Version", client.version(VersionRequest { version: "v1".into() })).await?;
     let sandboxes = timed(o, "ListPodSandbox", client.list_pod_sandbox(ListPodSandboxRequest::default())).await?;
     let pods: HashMap<String, _> = sandboxes
@@ -88,6 +90,7 @@ async fn sync_once(
         .collect();
     let containers = timed(o, "ListContainers", client.list_containers(ListContainersRequest::default())).await?;
     let mut out = HashMap::new();
+    let mut settling = false;
     for c in containers.containers {
         let status = timed(
             o,
@@ -98,6 +101,9 @@ async fn sync_once(
         let info: serde_json::Value =
             status.info.get("info").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
         let pid = info["pid"].as_u64().unwrap_or(0) as u32;
+        let state = ContainerState::try_from(c.state).unwrap_or(ContainerState::ContainerUnknown);
+        settling |= state == ContainerState::ContainerCreated
+            || (state == ContainerState::ContainerRunning && pid == 0);
         let Some(cgroup_id) = container_cgroup_id(o, &info, pid) else { continue };
         let pod = pods.get(&c.pod_sandbox_id);
         let meta = ContainerMeta {
@@ -110,10 +116,11 @@ async fn sync_once(
             runtime: version.runtime_name.clone(),
             pid,
             labels: c.labels.into_iter().collect::<BTreeMap<_, _>>(),
+            ns: if pid != 0 { super::ns_inodes(pid) } else { Default::default() },
         };
         out.insert(cgroup_id, Arc::new(meta));
     }
-    Ok(out)
+    Ok((out, settling))
 }
 
 /// Runs until the process exits. `created` carries cgroup-creation nudges from the event
@@ -123,6 +130,10 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
         let mut client = None;
         let mut last_error = String::new();
         let mut backoff = Duration::from_millis(500);
+        // Quick resyncs while a container settles (created -> running), backing off so that
+        // a container that never starts costs little.
+        let mut settle = Duration::from_millis(200);
+        let mut settling = false;
         loop {
             if client.is_none() {
                 match connect(&o).await {
@@ -132,7 +143,8 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
             }
             if let Some(c) = client.as_mut() {
                 match sync_once(&o, c).await {
-                    Ok(fresh) => {
+                    Ok((fresh, unsettled)) => {
+                        settling = unsettled;
                         if !last_error.is_empty() {
                             tracing::info!("CRI at {} answering again", o.endpoint);
                             last_error.clear();
@@ -146,7 +158,17 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
                     }
                 }
             }
-            let wait = if client.is_some() { o.resync } else { backoff };
+            let wait = match (client.is_some(), settling) {
+                (true, true) => {
+                    settle = (settle * 2).min(o.resync);
+                    settle / 2
+                }
+                (true, false) => {
+                    settle = Duration::from_millis(200);
+                    o.resync
+                }
+                (false, _) => backoff,
+            };
             backoff = (backoff * 2).min(Duration::from_secs(30));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

@@ -20,5 +20,6 @@ pub fn decode(b: &Bytes<'_>, kind: EventKind) -> Result<Detail, DecodeError> {
         error: (errno != 0).then(|| names::errno_name(errno)),
         changed: names::ns_change_bits(b.u32(offset_of!(NsChangeEvent, changed))?),
         before: namespaces(b, offset_of!(NsChangeEvent, before))?,
+        target: None,
     }))
 }
