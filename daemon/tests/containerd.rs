@@ -70,6 +70,38 @@ fn sandbox_config(name: &str, uid: &str) -> PodSandboxConfig {
     }
 }
 
+/// Runs a host-network pod with one busybox container running `cmd`, under
+/// /podtrail-test (the env script removes it). Returns (sandbox id, container id).
+async fn run_pod(c: &mut RuntimeServiceClient<Channel>, pod: &str, uid: &str, container: &str, cmd: &[&str]) -> (String, String) {
+    let cfg = sandbox_config(pod, uid);
+    let sandbox = c
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let cc = ContainerConfig {
+        metadata: Some(ContainerMetadata { name: container.into(), attempt: 0 }),
+        image: Some(ImageSpec { image: "podtrail.local/busybox:1".into(), ..Default::default() }),
+        command: cmd.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    };
+    let cid = c
+        .create_container(CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(cc), sandbox_config: Some(cfg) })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    c.start_container(StartContainerRequest { container_id: cid.clone() }).await.expect("StartContainer");
+    (sandbox, cid)
+}
+
+async fn remove_pod(socket: &str, sandbox: String) {
+    let mut c = client(socket).await;
+    c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
+    c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
+}
+
 /// Issue scenario 4: a container that lives about 100 ms still ends up with complete
 /// metadata, directly or through a `late` re-emit of its `pending` events.
 #[test]
@@ -82,29 +114,9 @@ fn short_lived_container_gets_metadata() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("blink-{}", std::process::id());
     let marker = format!("0.1{}", std::process::id() % 10); // unique argv to find our exec
-    let sandbox = rt.block_on(async {
+    let (sandbox, _) = rt.block_on(async {
         let mut c = client(&env.socket).await;
-        let cfg = sandbox_config("blinker", &uid);
-        let sandbox = c
-            .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
-            .await
-            .expect("RunPodSandbox")
-            .into_inner()
-            .pod_sandbox_id;
-        let cc = ContainerConfig {
-            metadata: Some(ContainerMetadata { name: "blink".into(), attempt: 0 }),
-            image: Some(ImageSpec { image: "podtrail.local/busybox:1".into(), ..Default::default() }),
-            command: vec!["/bin/sleep".into(), marker.clone()],
-            ..Default::default()
-        };
-        let cid = c
-            .create_container(CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(cc), sandbox_config: Some(cfg) })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id;
-        c.start_container(StartContainerRequest { container_id: cid }).await.expect("StartContainer");
-        sandbox
+        run_pod(&mut c, "blinker", &uid, "blink", &["/bin/sleep", &marker]).await
     });
     let exec = d.wait_for("short-lived exec", 15, |v| is_kind(v, "exec") && v["exec"]["args"][1] == marker.as_str());
     let exit = d.wait_for("short-lived exit", 15, |v| is_kind(v, "exit") && tgid(v) == tgid(&exec) && v["process"]["pid"] == exec["process"]["pid"]);
@@ -121,11 +133,7 @@ fn short_lived_container_gets_metadata() {
     assert_eq!(resolved["metadata"]["pod_uid"], uid.as_str());
     assert_eq!(resolved["exec"], exec["exec"], "the late copy is the same event");
     eprintln!("short-lived container exec resolved as {}", exec["metadata"]["state"]);
-    rt.block_on(async {
-        let mut c = client(&env.socket).await;
-        c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
-        c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
-    });
+    rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
     drop(env);
 }
@@ -141,37 +149,7 @@ fn container_entrypoint_and_exec_carry_container_identity() {
     let uid = format!("pt-{}", std::process::id());
     let (sandbox, cid, pid) = rt.block_on(async {
         let mut c = client(&env.socket).await;
-        let cfg = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata { name: "web".into(), uid: uid.clone(), namespace: "podtrail".into(), attempt: 0 }),
-            linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: format!("/podtrail-test/pod-{uid}"),
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let sandbox = c
-            .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
-            .await
-            .expect("RunPodSandbox")
-            .into_inner()
-            .pod_sandbox_id;
-        let cc = ContainerConfig {
-            metadata: Some(ContainerMetadata { name: "sleeper".into(), attempt: 0 }),
-            image: Some(ImageSpec { image: "podtrail.local/busybox:1".into(), ..Default::default() }),
-            command: vec!["/bin/sleep".into(), "30".into()],
-            ..Default::default()
-        };
-        let cid = c
-            .create_container(CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(cc), sandbox_config: Some(cfg) })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id;
-        c.start_container(StartContainerRequest { container_id: cid.clone() }).await.expect("StartContainer");
+        let (sandbox, cid) = run_pod(&mut c, "web", &uid, "sleeper", &["/bin/sleep", "30"]).await;
         let st = c
             .container_status(ContainerStatusRequest { container_id: cid.clone(), verbose: true })
             .await
@@ -246,11 +224,7 @@ fn container_entrypoint_and_exec_carry_container_identity() {
     assert_eq!(entry["ns_change"]["target"]["container_id"], cid.as_str());
     assert_eq!(entry["ns"]["mnt"], ns_inode(pid, "mnt"));
 
-    rt.block_on(async {
-        let mut c = client(&env.socket).await;
-        c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
-        c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
-    });
+    rt.block_on(remove_pod(&env.socket, sandbox));
     // runc init's Go threads exit at exec with the same tgid: wait for the leader itself.
     let exit = d.wait_for("container exit", 15, |v| is_kind(v, "exit") && v["process"]["pid"] == pid);
     assert_eq!(exit["exit"]["leader"], true);
