@@ -63,9 +63,10 @@ impl Enricher {
         }
     }
 
-    /// Sets `ev.metadata`; an event from a new, not-yet-known cgroup is `pending` and kept
-    /// for a `late` re-emit.
-    pub fn enrich(&mut self, ev: &mut Event) {
+    /// Sets `ev.metadata` (and a setns's target). Returns what the event still waits for
+    /// (metadata, target) when it should be kept for a `late` re-emit: the caller passes the
+    /// finished event to [`Enricher::hold`].
+    pub fn enrich(&mut self, ev: &mut Event) -> Option<(bool, bool)> {
         if ev.kind == "cgroup_mkdir"
             && let Detail::Cgroup(c) = &ev.detail
         {
@@ -86,14 +87,16 @@ impl Enricher {
         if needs_metadata {
             ev.metadata = Metadata { state: "pending", container: None, late_of: None };
         }
-        if needs_metadata || needs_target {
-            if self.pending.len() >= MAX_PENDING_EVENTS {
-                self.pending.pop_front();
-                self.late_evicted += 1;
-            }
-            let event = ev.clone();
-            self.pending.push_back(Pending { at: Instant::now(), event, needs_metadata, needs_target });
+        (needs_metadata || needs_target).then_some((needs_metadata, needs_target))
+    }
+
+    /// Keeps a finished event for a `late` re-emit (bounded; evictions are counted).
+    pub fn hold(&mut self, event: Event, (needs_metadata, needs_target): (bool, bool)) {
+        if self.pending.len() >= MAX_PENDING_EVENTS {
+            self.pending.pop_front();
+            self.late_evicted += 1;
         }
+        self.pending.push_back(Pending { at: Instant::now(), event, needs_metadata, needs_target });
     }
 
     fn remember_cgroup(&mut self, id: u64, path: &str) {

@@ -21,6 +21,8 @@ pub struct Event {
     pub ns: NsInodes,
     /// Pod and container of `cgroup_id`, from CRI (`state`: `complete` or `host`).
     pub metadata: Metadata,
+    /// `entrypoint`, `runtime_exec`, `nsenter` or `host` (see `entry.rs`).
+    pub entry_path: &'static str,
     #[serde(flatten)]
     pub detail: Detail,
 }

@@ -7,6 +7,7 @@ pub mod cri;
 pub mod decode;
 pub mod drops;
 pub mod enrich;
+pub mod entry;
 pub mod event;
 pub mod freezer_v1;
 pub mod kernel;

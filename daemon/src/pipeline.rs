@@ -19,6 +19,7 @@ use crate::{
     clock, decode,
     drops::DropCounters,
     enrich::Enricher,
+    entry::EntryTracker,
     event::Event,
     output::{DropReport, Output},
 };
@@ -53,6 +54,7 @@ impl Stats {
 /// Everything after the ring buffer: numbering, enrichment, output and counters.
 pub struct Sinks<W: Write> {
     pub enricher: Option<Enricher>,
+    entries: EntryTracker,
     pub output: Output<W>,
     pub stats: Stats,
     seq: u64,
@@ -63,14 +65,17 @@ type Flow = Result<(), io::Error>;
 
 impl<W: Write> Sinks<W> {
     pub fn new(enricher: Option<Enricher>, output: Output<W>) -> Self {
-        Sinks { enricher, output, stats: Stats::default(), seq: 0 }
+        let host = crate::cri::ns_inodes(std::process::id());
+        Sinks { enricher, entries: EntryTracker::new(&host), output, stats: Stats::default(), seq: 0 }
     }
 
     fn handle(&mut self, mut ev: Event) -> Flow {
         self.seq += 1;
         ev.seq = self.seq;
-        if let Some(e) = self.enricher.as_mut() {
-            e.enrich(&mut ev);
+        let waits = self.enricher.as_mut().and_then(|e| e.enrich(&mut ev));
+        ev.entry_path = self.entries.classify(&ev, ev.metadata.state != "host");
+        if let (Some(e), Some(w)) = (self.enricher.as_mut(), waits) {
+            e.hold(ev.clone(), w);
         }
         *self.stats.by_kind.entry(ev.kind).or_default() += 1;
         self.output.event(&ev)

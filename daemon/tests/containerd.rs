@@ -163,6 +163,7 @@ fn container_entrypoint_and_exec_carry_container_identity() {
     // busybox applets exec /bin/sleep, which is a symlink to /bin/busybox.
     assert_eq!(exec["exec"]["filename"], "/bin/sleep", "{exec}");
     assert_eq!(exec["exec"]["args"], serde_json::json!(["/bin/sleep", "30"]));
+    assert_eq!(exec["entry_path"], "entrypoint", "{exec}");
     let cg_dir = cgroup2_dir(pid);
     assert!(cg_dir.contains(&cid), "container cgroup {cg_dir} should name the container id");
     assert_eq!(exec["cgroup_id"], inode(&cg_dir), "entrypoint exec carries the container's cgroup2 id");
@@ -190,6 +191,7 @@ fn container_entrypoint_and_exec_carry_container_identity() {
     let inner = resolved(&d, &inner, |v| v["metadata"]["container"].is_string());
     let m = &inner["metadata"];
     assert!(m["state"] == "complete" || m["state"] == "late", "{inner}");
+    assert_eq!(inner["entry_path"], "runtime_exec", "{inner}");
     assert_eq!(m["namespace"], "podtrail");
     assert_eq!(m["pod"], "web");
     assert_eq!(m["pod_uid"], uid.as_str());
@@ -223,6 +225,9 @@ fn container_entrypoint_and_exec_carry_container_identity() {
     assert_eq!(entry["ns_change"]["target"]["container"], "sleeper", "{entry}");
     assert_eq!(entry["ns_change"]["target"]["container_id"], cid.as_str());
     assert_eq!(entry["ns"]["mnt"], ns_inode(pid, "mnt"));
+    assert_eq!(entry["entry_path"], "nsenter", "{entry}");
+    let entered = d.wait_for("exec after nsenter", 15, |v| is_kind(v, "exec") && tgid(v) == npid as u64 && v["exec"]["filename"] == "/bin/true");
+    assert_eq!(entered["entry_path"], "nsenter", "{entered}");
 
     rt.block_on(remove_pod(&env.socket, sandbox));
     // runc init's Go threads exit at exec with the same tgid: wait for the leader itself.

@@ -49,6 +49,7 @@ fn exec_with_args() {
     assert_eq!(e["errno"], 0);
     assert_eq!(e["error"], Value::Null);
     assert_eq!(e["syscall"], "execve");
+    assert_eq!(ev["entry_path"], "host");
     d.stop();
 }
 
@@ -243,6 +244,9 @@ fn nsenter_reports_target_inodes() {
         assert_eq!(last["ns"][*n], *ino, "last setns ns.{n}: {last}");
         assert_eq!(exec["ns"][*n], *ino, "exec ns.{n}: {exec}");
     }
+    // Entering a non-host mount namespace from a non-runtime process is an nsenter entry.
+    assert_eq!(last["entry_path"], "nsenter", "{last}");
+    assert_eq!(exec["entry_path"], "nsenter", "{exec}");
     d.stop();
 }
 

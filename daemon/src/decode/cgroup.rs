@@ -42,6 +42,7 @@ pub fn v1_freezer_event(
         cgroup_id: cgroup2_id,
         ns: NsInodes::default(),
         metadata: crate::event::Metadata::host(),
+        entry_path: "host",
         detail: Detail::Cgroup(CgroupDetail {
             id: v1_id,
             path: path.to_string(),

@@ -55,6 +55,7 @@ pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
         cgroup_id: b.u64(offset_of!(EventHeader, cgroup_id))?,
         ns: namespaces(&b, offset_of!(EventHeader, ns))?,
         metadata: crate::event::Metadata::host(),
+        entry_path: "host",
         detail,
     })
 }
