@@ -32,11 +32,13 @@ pub struct CriConfig {
     pub endpoint: String,
     pub resync_interval_ms: u64,
     pub call_timeout_ms: u64,
+    /// How long a removed container's metadata is kept (`metadata.state = tombstone`).
+    pub tombstone_ttl_ms: u64,
 }
 
 impl Default for CriConfig {
     fn default() -> Self {
-        CriConfig { enabled: true, endpoint: String::new(), resync_interval_ms: 10_000, call_timeout_ms: 2_000 }
+        CriConfig { enabled: true, endpoint: String::new(), resync_interval_ms: 10_000, call_timeout_ms: 2_000, tombstone_ttl_ms: 300_000 }
     }
 }
 

@@ -134,7 +134,8 @@ impl Enricher {
         self.pending.retain(|p| {
             let m = self.cache.lookup(p.event.cgroup_id);
             let target = if p.needs_target { self.cache.container_by_ns(&p.event.ns) } else { None };
-            if (p.needs_metadata && m.state != "complete") || (p.needs_target && target.is_none()) {
+            let known = m.state == "complete" || m.state == "tombstone";
+            if (p.needs_metadata && !known) || (p.needs_target && target.is_none()) {
                 return true;
             }
             let mut copy = p.event.clone();

@@ -108,7 +108,7 @@ fn start_cri(cfg: &Config, mounts: &CgroupMounts) -> Option<Enricher> {
         return None;
     };
     tracing::info!("CRI metadata from {endpoint}");
-    let cache = MetadataCache::default();
+    let cache = MetadataCache::new(Duration::from_millis(cfg.cri.tombstone_ttl_ms));
     let created_paths = CreatedCgroups::default();
     let (created, rx) = mpsc::channel(1);
     cri::spawn_sync(

@@ -9,6 +9,7 @@ use std::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
@@ -65,48 +66,92 @@ impl Metadata {
 /// (namespace type: 0 mnt, 1 pid, 2 ipc, 3 uts, 4 net; inode).
 type NsKey = (u8, u32);
 
+struct Entry {
+    meta: Arc<ContainerMeta>,
+    /// When the runtime stopped listing the container (it was removed).
+    removed_at: Option<Instant>,
+}
+
 /// cgroup2 id -> container, shared between the sync task (writer) and the pipeline (reader).
-#[derive(Clone, Default)]
+/// Removed containers stay as tombstones for `tombstone_ttl`, then go: memory is bounded by
+/// the live containers plus those removed within the TTL.
+#[derive(Clone)]
 pub struct MetadataCache {
-    inner: Arc<RwLock<HashMap<u64, Arc<ContainerMeta>>>>,
-    /// Namespace (type, inode) -> container, for namespaces a container does not share with
-    /// the host: entering one of them means entering that container.
+    inner: Arc<RwLock<HashMap<u64, Entry>>>,
+    /// Namespace (type, inode) -> live container, for namespaces a container does not share
+    /// with the host: entering one of them means entering that container.
     by_ns: Arc<RwLock<HashMap<NsKey, Arc<ContainerMeta>>>>,
     /// Bumped whenever a new cgroup id is added, so the event path knows when to retry
     /// pending events.
     generation: Arc<AtomicU64>,
+    tombstone_ttl: Duration,
+}
+
+impl Default for MetadataCache {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(300))
+    }
 }
 
 impl MetadataCache {
+    pub fn new(tombstone_ttl: Duration) -> Self {
+        MetadataCache {
+            inner: Default::default(),
+            by_ns: Default::default(),
+            generation: Default::default(),
+            tombstone_ttl,
+        }
+    }
+
     pub fn lookup(&self, cgroup_id: u64) -> Metadata {
-        match self.inner.read().ok().and_then(|m| m.get(&cgroup_id).cloned()) {
-            Some(c) => Metadata { state: "complete", container: Some(c), late_of: None },
+        let Ok(m) = self.inner.read() else { return Metadata::host() };
+        match m.get(&cgroup_id) {
+            Some(e) => Metadata {
+                state: if e.removed_at.is_some() { "tombstone" } else { "complete" },
+                container: Some(e.meta.clone()),
+                late_of: None,
+            },
             None => Metadata::host(),
         }
     }
 
-    /// Merges a fresh listing. Containers that vanished are kept: their cgroup is gone with
-    /// them, so the ids cannot be reused for anything else, and late events still resolve.
+    /// Applies a complete listing: listed containers are live, unlisted ones become
+    /// tombstones, and tombstones older than the TTL are evicted.
     pub fn merge(&self, fresh: HashMap<u64, Arc<ContainerMeta>>) {
+        let now = Instant::now();
         let host = host_namespaces();
-        if let Ok(mut idx) = self.by_ns.write() {
-            for c in fresh.values().filter(|c| c.pid != 0) {
-                let ns = &c.ns;
-                for (kind, ino, host_ino) in
-                    [(0u8, ns.mnt, host.mnt), (1, ns.pid, host.pid), (2, ns.ipc, host.ipc), (3, ns.uts, host.uts), (4, ns.net, host.net)]
-                {
-                    if ino != 0 && ino != host_ino {
-                        idx.insert((kind, ino), c.clone());
-                    }
+        let mut idx = HashMap::new();
+        for c in fresh.values().filter(|c| c.pid != 0) {
+            let ns = &c.ns;
+            for (kind, ino, host_ino) in [
+                (0u8, ns.mnt, host.mnt),
+                (1, ns.pid, host.pid),
+                (2, ns.ipc, host.ipc),
+                (3, ns.uts, host.uts),
+                (4, ns.net, host.net),
+            ] {
+                if ino != 0 && ino != host_ino {
+                    idx.insert((kind, ino), c.clone());
                 }
             }
         }
-        if let Ok(mut m) = self.inner.write() {
-            let added = fresh.keys().any(|k| !m.contains_key(k));
-            m.extend(fresh);
-            if added {
-                self.generation.fetch_add(1, Ordering::Release);
+        if let Ok(mut by_ns) = self.by_ns.write() {
+            *by_ns = idx;
+        }
+        let Ok(mut m) = self.inner.write() else { return };
+        let added = fresh.keys().any(|k| !m.contains_key(k));
+        for (id, e) in m.iter_mut() {
+            if !fresh.contains_key(id) && e.removed_at.is_none() {
+                e.removed_at = Some(now);
             }
+        }
+        let ttl = self.tombstone_ttl;
+        m.retain(|_, e| e.removed_at.is_none_or(|t| now.duration_since(t) < ttl));
+        for (id, meta) in fresh {
+            m.insert(id, Entry { meta, removed_at: None });
+        }
+        if added {
+            self.generation.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -170,5 +215,54 @@ pub fn ns_inodes(pid: u32) -> crate::event::NsInodes {
         user: ino("user"),
         cgroup: ino("cgroup"),
         pid_for_children: ino("pid_for_children"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str) -> Arc<ContainerMeta> {
+        Arc::new(ContainerMeta {
+            namespace: "ns".into(),
+            pod: "pod".into(),
+            pod_uid: "uid".into(),
+            container: name.into(),
+            container_id: format!("id-{name}"),
+            image: "img".into(),
+            runtime: "containerd".into(),
+            pid: 0,
+            labels: BTreeMap::new(),
+            ns: Default::default(),
+        })
+    }
+
+    #[test]
+    fn removed_containers_become_tombstones_then_expire() {
+        let cache = MetadataCache::new(Duration::from_millis(50));
+        cache.merge(HashMap::from([(1, meta("a")), (2, meta("b"))]));
+        assert_eq!(cache.lookup(1).state, "complete");
+        let g = cache.generation();
+        cache.merge(HashMap::from([(2, meta("b"))]));
+        assert_eq!(cache.generation(), g, "nothing new: no generation bump");
+        let m = cache.lookup(1);
+        assert_eq!((m.state, m.container.unwrap().container.as_str()), ("tombstone", "a"));
+        assert_eq!(cache.lookup(2).state, "complete");
+        assert_eq!(cache.lookup(3).state, "host");
+        std::thread::sleep(Duration::from_millis(80));
+        cache.merge(HashMap::from([(2, meta("b")), (3, meta("c"))]));
+        assert_eq!(cache.lookup(1).state, "host", "tombstone evicted after the TTL");
+        assert_eq!(cache.len(), 2);
+        assert!(cache.generation() > g);
+    }
+
+    #[test]
+    fn a_relisted_container_is_live_again() {
+        let cache = MetadataCache::new(Duration::from_secs(60));
+        cache.merge(HashMap::from([(1, meta("a"))]));
+        cache.merge(HashMap::new());
+        assert_eq!(cache.lookup(1).state, "tombstone");
+        cache.merge(HashMap::from([(1, meta("a"))]));
+        assert_eq!(cache.lookup(1).state, "complete");
     }
 }
