@@ -46,6 +46,13 @@ pub struct KernelOffsets {
     /// `u32::MAX` when the kernel has no memory controller.
     pub memory_cgrp_id: u32,
     pub clone_args_flags: u32,
+    /// `upid.nr`: a task's pid as one pid namespace level sees it.
+    pub upid_nr: u32,
+    /// `struct mem_cgroup` embeds its `css`; a memory css pointer minus this is the memcg.
+    pub mem_cgroup_css: u32,
+    /// `mem_cgroup.memory.usage` / `.max`: the memory page counter, in pages.
+    pub mem_cgroup_memory_usage: u32,
+    pub mem_cgroup_memory_max: u32,
     pub _pad: u32,
 }
 

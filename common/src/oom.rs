@@ -13,4 +13,11 @@ pub struct OomKillEvent {
     /// id of the victim's cgroup v1 memory cgroup (0 when there is no v1 memory hierarchy).
     pub victim_memcg_id: u64,
     pub victim_comm: [u8; COMM_LEN],
+    /// The victim's pid inside its own pid namespace (1 = a container's init).
+    pub victim_ns_pid: u32,
+    pub _pad: u32,
+    /// The victim's memory cgroup page counter at the kill, in pages (`memory.usage` and
+    /// `memory.max`; max is the kernel's PAGE_COUNTER_MAX when unlimited).
+    pub memcg_usage_pages: u64,
+    pub memcg_limit_pages: u64,
 }

@@ -33,4 +33,7 @@ pub struct ExitEvent {
     /// [`EXIT_GROUP_DEAD_UNKNOWN`] when the kernel's tracepoint lacks the field.
     pub group_dead: u8,
     pub _pad: [u8; 3],
+    /// The task's pid inside its own pid namespace (1 = the init of a container's pid ns).
+    pub ns_pid: u32,
+    pub _pad2: u32,
 }

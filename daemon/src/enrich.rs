@@ -72,7 +72,8 @@ impl Enricher {
         {
             self.remember_cgroup(c.id, &c.path);
         }
-        ev.metadata = self.cache.lookup(ev.cgroup_id);
+        let subject = ev.subject_cgroup_id();
+        ev.metadata = self.cache.lookup(subject);
         let mut needs_target = false;
         if let Detail::NsChange(n) = &mut ev.detail
             && n.op == "setns"
@@ -83,7 +84,7 @@ impl Enricher {
             needs_target = n.target.is_none() && ev.ns.mnt != self.host_ns.mnt;
         }
         let needs_metadata = ev.metadata.state == "host"
-            && self.recent.get(&ev.cgroup_id).is_some_and(|t| t.elapsed() < PENDING_WINDOW);
+            && self.recent.get(&subject).is_some_and(|t| t.elapsed() < PENDING_WINDOW);
         if needs_metadata {
             ev.metadata = Metadata { state: "pending", container: None, late_of: None };
         }
@@ -132,7 +133,7 @@ impl Enricher {
         self.seen_generation = generation;
         let mut late = Vec::new();
         self.pending.retain(|p| {
-            let m = self.cache.lookup(p.event.cgroup_id);
+            let m = self.cache.lookup(p.event.subject_cgroup_id());
             let target = if p.needs_target { self.cache.container_by_ns(&p.event.ns) } else { None };
             let known = m.state == "complete" || m.state == "tombstone";
             if (p.needs_metadata && !known) || (p.needs_target && target.is_none()) {

@@ -1,12 +1,15 @@
 //! How a process came to run where it runs: `entrypoint` (started by the container's own
-//! init chain), `runtime_exec` (a runtime's exec: runc/crun joined the container's
+//! init chain), `ephemeral` (the same, in a debug container that joined another container's
+//! namespaces), `runtime_exec` (a runtime's exec: runc/crun joined the container's
 //! namespaces, as `kubectl exec` / `crictl exec` do), `nsenter` (any other host process that
-//! setns'ed into a non-host mount namespace) or `host`.
+//! setns'ed into a container's namespaces) or `host`.
 //!
 //! An entry is recorded when a successful setns moves a task into a mount namespace that is
-//! not the host's: runc's own container start joins only the sandbox's shared namespaces
-//! with setns and creates its mount namespace with unshare, so it is not an entry. Children
-//! inherit their parent's entry; the record goes when the thread-group leader exits.
+//! not the host's, or -- for a non-runtime process -- into any namespace of a known
+//! container (`nsenter -n` / `-i` alone). runc's own container start joins only the
+//! sandbox's shared namespaces with setns and creates its mount namespace with unshare, so it
+//! is not an entry. Children inherit their parent's entry; the record goes when the
+//! thread-group leader exits.
 use std::collections::HashMap;
 
 use crate::event::{Detail, Event, NsInodes};
@@ -37,25 +40,19 @@ impl EntryTracker {
         }
     }
 
-    /// The entry path of `ev`'s process; `in_container` says whether its cgroup belongs to
-    /// a container (used when no entry was recorded).
-    pub fn classify(&mut self, ev: &Event, in_container: bool) -> &'static str {
+    /// The entry path of `ev`'s process; `fallback` is what a process with no recorded entry
+    /// gets (`host`, or `entrypoint` / `ephemeral` in a container's cgroup).
+    pub fn classify(&mut self, ev: &Event, fallback: &'static str) -> &'static str {
         let tgid = ev.process.tgid;
         match &ev.detail {
-            Detail::NsChange(n)
-                if n.op == "setns"
-                    && n.errno == 0
-                    && n.changed.contains(&"mnt")
-                    && ev.ns.mnt != self.host_mnt =>
-            {
-                let comm = ev.process.comm.as_str();
-                let path = if RUNTIME_COMMS.iter().any(|r| comm.starts_with(r)) {
-                    "runtime_exec"
-                } else {
-                    "nsenter"
-                };
-                self.record(tgid, path);
-                return path;
+            Detail::NsChange(n) if n.op == "setns" && n.errno == 0 && !n.changed.is_empty() => {
+                let runtime = RUNTIME_COMMS.iter().any(|r| ev.process.comm.starts_with(r));
+                let into_mnt = n.changed.contains(&"mnt") && ev.ns.mnt != self.host_mnt;
+                if into_mnt || (!runtime && n.target.is_some()) {
+                    let path = if runtime { "runtime_exec" } else { "nsenter" };
+                    self.record(tgid, path);
+                    return path;
+                }
             }
             Detail::Fork(f) if !f.thread => {
                 if let Some(path) = self.by_tgid.get(&tgid).copied() {
@@ -68,7 +65,7 @@ impl EntryTracker {
             .by_tgid
             .get(&tgid)
             .copied()
-            .unwrap_or(if in_container { "entrypoint" } else { "host" });
+            .unwrap_or(fallback);
         if let Detail::Exit(x) = &ev.detail
             && x.leader
         {
@@ -123,18 +120,18 @@ mod tests {
     }
 
     fn exit() -> Detail {
-        Detail::Exit(ExitDetail { code: Some(0), signal: None, signal_name: None, core_dumped: false, raw: 0, leader: true, group_dead: Some(true) })
+        Detail::Exit(ExitDetail { code: Some(0), signal: None, signal_name: None, core_dumped: false, raw: 0, leader: true, group_dead: Some(true), ns_pid: 1, container_exit: None })
     }
 
     #[test]
     fn setns_into_container_mnt_is_an_entry_inherited_by_children() {
         let mut t = EntryTracker::new(&HOST);
-        assert_eq!(t.classify(&ev(10, "nsenter", 99, setns(vec!["mnt"])), false), "nsenter");
-        assert_eq!(t.classify(&ev(10, "nsenter", 99, fork(11)), false), "nsenter");
-        assert_eq!(t.classify(&ev(11, "sh", 99, exit()), true), "nsenter");
-        assert_eq!(t.classify(&ev(10, "nsenter", 99, exit()), false), "nsenter");
+        assert_eq!(t.classify(&ev(10, "nsenter", 99, setns(vec!["mnt"])), "host"), "nsenter");
+        assert_eq!(t.classify(&ev(10, "nsenter", 99, fork(11)), "host"), "nsenter");
+        assert_eq!(t.classify(&ev(11, "sh", 99, exit()), "entrypoint"), "nsenter");
+        assert_eq!(t.classify(&ev(10, "nsenter", 99, exit()), "host"), "nsenter");
         assert_eq!(t.tracked(), 0, "leaders' exits drop their records");
-        assert_eq!(t.classify(&ev(12, "runc:[2:INIT]", 99, setns(vec!["mnt", "pid"])), false), "runtime_exec");
+        assert_eq!(t.classify(&ev(12, "runc:[2:INIT]", 99, setns(vec!["mnt", "pid"])), "host"), "runtime_exec");
     }
 
     #[test]
@@ -142,8 +139,36 @@ mod tests {
         let mut t = EntryTracker::new(&HOST);
         // runc's container start joins the pause container's ipc/uts but stays in the host
         // mnt namespace until it unshares its own.
-        assert_eq!(t.classify(&ev(20, "runc:[1:CHILD]", 1, setns(vec!["ipc", "uts"])), true), "entrypoint");
-        assert_eq!(t.classify(&ev(21, "sh", 1, fork(22)), false), "host");
+        assert_eq!(t.classify(&ev(20, "runc:[1:CHILD]", 1, setns(vec!["ipc", "uts"])), "entrypoint"), "entrypoint");
+        assert_eq!(t.classify(&ev(21, "sh", 1, fork(22)), "host"), "host");
         assert_eq!(t.tracked(), 0);
+    }
+
+    #[test]
+    fn nsenter_into_a_containers_ipc_alone_is_an_entry_but_runc_joining_it_is_not() {
+        let mut t = EntryTracker::new(&HOST);
+        let with_target = |mut d: Detail| {
+            if let Detail::NsChange(n) = &mut d {
+                n.target = Some(std::sync::Arc::new(crate::cri::ContainerMeta {
+                    namespace: "ns".into(),
+                    pod: "p".into(),
+                    pod_uid: "u".into(),
+                    container: "c".into(),
+                    container_id: "id".into(),
+                    image: "i".into(),
+                    runtime: "containerd".into(),
+                    pid: 5,
+                    attempt: 0,
+                    labels: Default::default(),
+                    ns: HOST,
+                    ephemeral_of: None,
+                }));
+            }
+            d
+        };
+        assert_eq!(t.classify(&ev(30, "nsenter", 1, with_target(setns(vec!["ipc"]))), "host"), "nsenter");
+        assert_eq!(t.classify(&ev(31, "runc:[1:CHILD]", 1, with_target(setns(vec!["ipc"]))), "host"), "host");
+        // Without a known target and no mount namespace change, nothing says "container".
+        assert_eq!(t.classify(&ev(32, "nsenter", 1, setns(vec!["net"])), "host"), "host");
     }
 }

@@ -19,12 +19,26 @@ pub struct Event {
     /// cgroup2 id of the task (0 for user-space generated events without a task).
     pub cgroup_id: u64,
     pub ns: NsInodes,
-    /// Pod and container of `cgroup_id`, from CRI (`state`: `complete` or `host`).
+    /// Pod and container the event is about (see [`Event::subject_cgroup_id`]), from CRI.
     pub metadata: Metadata,
-    /// `entrypoint`, `runtime_exec`, `nsenter` or `host` (see `entry.rs`).
+    /// `entrypoint`, `runtime_exec`, `nsenter`, `ephemeral` or `host` (see `entry.rs`).
     pub entry_path: &'static str,
     #[serde(flatten)]
     pub detail: Detail,
+}
+
+impl Event {
+    /// The cgroup2 id the event is about, whose container `metadata` names: the victim's for
+    /// an OOM kill, the cgroup itself for cgroup events (not the writer's), else the task's.
+    pub fn subject_cgroup_id(&self) -> u64 {
+        match &self.detail {
+            Detail::Oom(o) => o.victim_cgroup_id,
+            // Kernel cgroup events are cgroup2-only; the v1 poller puts the cgroup2 twin in
+            // `cgroup_id` (its `id` is the v1 one).
+            Detail::Cgroup(c) if self.source == "kernel" => c.id,
+            _ => self.cgroup_id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -103,6 +117,22 @@ pub struct ExitDetail {
     pub leader: bool,
     /// Whole thread group gone (null when the kernel does not say).
     pub group_dead: Option<bool>,
+    /// pid inside the task's own pid namespace (1 = a container's init).
+    pub ns_pid: u32,
+    /// Set when this is the exit of a container's init: the container stopped.
+    pub container_exit: Option<ContainerExit>,
+}
+
+/// A container stopped (its init exited): how often this pod/container name stopped before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerExit {
+    /// Earlier exits seen for the same namespace/pod/container name (what the kubelet shows as
+    /// restarts when it restarts the container).
+    pub restart_count: u32,
+    /// The CRI `attempt` of this container (kubelet's restart counter), as the runtime says.
+    pub attempt: u32,
+    /// Nanoseconds since the previous exit of the same pod/container name (null on the first).
+    pub since_previous_exit_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -133,6 +163,14 @@ pub struct OomDetail {
     pub victim_cgroup_id: u64,
     /// Memory cgroup id (v1 hierarchy on hybrid hosts; equals the cgroup2 id on v2 hosts).
     pub victim_memcg_id: u64,
+    /// The victim's pid inside its own pid namespace.
+    pub victim_ns_pid: u32,
+    /// Whether the victim was its container's init (its death stops the container); null
+    /// when the victim is not in a known container.
+    pub victim_is_init: Option<bool>,
+    /// The victim's memory cgroup at the kill: usage and limit (null: unlimited/unreadable).
+    pub memory_usage_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -144,4 +182,7 @@ pub struct CgroupDetail {
     pub root: i32,
     /// `cgroup_frozen`: true when frozen, false when no longer frozen.
     pub frozen: Option<bool>,
+    /// On the event that ends a freeze (thawed / no longer frozen): how long it was frozen,
+    /// from the first freeze event of that cgroup this daemon saw.
+    pub frozen_duration_ns: Option<u64>,
 }

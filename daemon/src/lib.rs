@@ -11,6 +11,7 @@ pub mod entry;
 pub mod event;
 pub mod freezer_v1;
 pub mod kernel;
+pub mod lifecycle;
 pub mod loader;
 pub mod output;
 pub mod pipeline;

@@ -21,6 +21,7 @@ use crate::{
     enrich::Enricher,
     entry::EntryTracker,
     event::Event,
+    lifecycle::Lifecycle,
     output::{DropReport, Output},
 };
 
@@ -55,6 +56,7 @@ impl Stats {
 pub struct Sinks<W: Write> {
     pub enricher: Option<Enricher>,
     entries: EntryTracker,
+    lifecycle: Lifecycle,
     pub output: Output<W>,
     pub stats: Stats,
     seq: u64,
@@ -66,14 +68,24 @@ type Flow = Result<(), io::Error>;
 impl<W: Write> Sinks<W> {
     pub fn new(enricher: Option<Enricher>, output: Output<W>) -> Self {
         let host = crate::cri::ns_inodes(std::process::id());
-        Sinks { enricher, entries: EntryTracker::new(&host), output, stats: Stats::default(), seq: 0 }
+        Sinks {
+            enricher,
+            entries: EntryTracker::new(&host),
+            lifecycle: Lifecycle::default(),
+            output,
+            stats: Stats::default(),
+            seq: 0,
+        }
     }
 
     fn handle(&mut self, mut ev: Event) -> Flow {
         self.seq += 1;
         ev.seq = self.seq;
         let waits = self.enricher.as_mut().and_then(|e| e.enrich(&mut ev));
-        ev.entry_path = self.entries.classify(&ev, ev.metadata.state != "host");
+        ev.entry_path = self.entries.classify(&ev, fallback_entry(&ev));
+        self.lifecycle.observe(&mut ev);
+        // A pending event gets its container facts on its `late` copy instead.
+        self.lifecycle.with_container(&mut ev);
         if let (Some(e), Some(w)) = (self.enricher.as_mut(), waits) {
             e.hold(ev.clone(), w);
         }
@@ -85,6 +97,10 @@ impl<W: Write> Sinks<W> {
     fn resolve_pending(&mut self) -> Flow {
         let Some(e) = self.enricher.as_mut() else { return Ok(()) };
         for mut ev in e.resolve_pending() {
+            if ev.entry_path == "entrypoint" {
+                ev.entry_path = fallback_entry(&ev);
+            }
+            self.lifecycle.with_container(&mut ev);
             self.seq += 1;
             ev.seq = self.seq;
             self.stats.late += 1;
@@ -101,6 +117,15 @@ impl<W: Write> Sinks<W> {
         let total = self.stats.decode_errors;
         let report = DropReport { reason: "decode_error", event_kind: "unknown", count: 1, total };
         self.output.drops(clock::boot_ns(), &report)
+    }
+}
+
+/// Entry path of a process nothing recorded an entry for: its cgroup says where it started.
+fn fallback_entry(ev: &Event) -> &'static str {
+    match (&ev.metadata.container, ev.metadata.state) {
+        (Some(c), _) if c.ephemeral_of.is_some() => "ephemeral",
+        (_, "host") => "host",
+        _ => "entrypoint",
     }
 }
 

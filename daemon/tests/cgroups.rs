@@ -49,11 +49,16 @@ fn cgroup2_mkdir_freeze_thaw_rmdir() {
     assert_eq!(mk["cgroup"]["level"], 1);
     assert_eq!(mk["cgroup"]["root"], 0);
     assert_eq!(tgid(&mk), std::process::id() as u64, "mkdir done by the test process");
-    d.wait_for("cgroup_freeze", 10, ours("cgroup_freeze"));
+    let freeze = d.wait_for("cgroup_freeze", 10, ours("cgroup_freeze"));
     let frozen = d.wait_for("frozen", 10, |v| ours("cgroup_frozen")(v) && v["cgroup"]["frozen"] == true);
-    d.wait_for("cgroup_unfreeze", 10, ours("cgroup_unfreeze"));
+    assert!(frozen["cgroup"]["frozen_duration_ns"].is_null(), "{frozen}");
+    let unfreeze = d.wait_for("cgroup_unfreeze", 10, ours("cgroup_unfreeze"));
     let thawed = d.wait_for("thawed", 10, |v| ours("cgroup_frozen")(v) && v["cgroup"]["frozen"] == false);
     assert!(thawed["ts_boot_ns"].as_u64() > frozen["ts_boot_ns"].as_u64());
+    // The frozen duration runs from the freeze request, by the kernel's own timestamps.
+    let ts = |v: &serde_json::Value| v["ts_boot_ns"].as_u64().unwrap();
+    assert_eq!(unfreeze["cgroup"]["frozen_duration_ns"], ts(&unfreeze) - ts(&freeze), "{unfreeze}");
+    assert_eq!(thawed["cgroup"]["frozen_duration_ns"], ts(&thawed) - ts(&freeze), "{thawed}");
     d.wait_for("cgroup_rmdir", 10, ours("cgroup_rmdir"));
     d.stop();
 }
@@ -95,6 +100,10 @@ fn v1_freezer_is_polled() {
     let thaw = d.wait_for("v1 thaw", 10, ours("cgroup_unfreeze"));
     assert_eq!(thaw["cgroup"]["frozen"], false);
     assert!(thaw["ts_boot_ns"].as_u64() > frozen["ts_boot_ns"].as_u64());
+    // Frozen for ~300 ms between the writes, seen through 50 ms polls.
+    let held = thaw["cgroup"]["frozen_duration_ns"].as_u64().expect("duration on thaw");
+    assert_eq!(held, thaw["ts_boot_ns"].as_u64().unwrap() - fz["ts_boot_ns"].as_u64().unwrap());
+    assert!((200_000_000..2_000_000_000).contains(&held), "frozen for {held} ns, expected ~300 ms");
     let _ = sleeper.0.kill();
     let _ = sleeper.0.wait();
     drop((v1, v2));
@@ -125,6 +134,13 @@ fn oom_kill_names_victim_and_cgroups() {
     assert_eq!(o["victim_comm"], "python3");
     assert_eq!(o["victim_cgroup_id"], inode(&v2.path), "{ev}");
     assert_eq!(o["victim_memcg_id"], inode(&mem.path), "{ev}");
+    // Read in the kernel from the memcg page counter at the kill: the limit we set, and a
+    // usage at (within a few pages of) it.
+    assert_eq!(o["memory_limit_bytes"], 32u64 << 20, "{ev}");
+    let usage = o["memory_usage_bytes"].as_u64().expect("usage read");
+    assert!(usage > 30 << 20 && usage <= 32 << 20, "usage {usage} should be near the 32 MiB limit: {ev}");
+    assert_eq!(o["victim_ns_pid"], pid, "host pid namespace: ns pid = pid");
+    assert!(o["victim_is_init"].is_null(), "not in a container: {ev}");
     let exit = d.wait_for("victim exit", 10, |v| is_kind(v, "exit") && tgid(v) == pid as u64);
     assert_eq!(exit["exit"]["signal_name"], "SIGKILL");
     drop((mem, v2));

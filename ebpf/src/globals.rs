@@ -10,7 +10,8 @@ const fn zeroed_kernel() -> KernelOffsets {
         pid_ns_inum: 0, net_ns_inum: 0, cgroup_ns_inum: 0, user_ns_inum: 0, cred_user_ns: 0,
         pid_level: 0, pid_numbers: 0, upid_size: 0, upid_ns: 0, mm_arg_start: 0, mm_arg_end: 0,
         css_set_dfl_cgrp: 0, css_set_subsys: 0, css_cgroup: 0, cgroup_kn: 0, kernfs_node_id: 0,
-        memory_cgrp_id: u32::MAX, clone_args_flags: 0, _pad: 0,
+        memory_cgrp_id: u32::MAX, clone_args_flags: 0, upid_nr: 0, mem_cgroup_css: 0,
+        mem_cgroup_memory_usage: 0, mem_cgroup_memory_max: 0, _pad: 0,
     }
 }
 

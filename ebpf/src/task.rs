@@ -61,14 +61,27 @@ pub fn namespaces(task: KPtr) -> Namespaces {
         ns_inum(nsproxy, koff!(nsproxy_pid_ns_for_children), koff!(pid_ns_inum));
     let cred = read_ptr(task, koff!(task_real_cred));
     out.user = ns_inum(cred, koff!(cred_user_ns), koff!(user_ns_inum));
-    // The task's own pid namespace is the deepest level of its struct pid.
+    let (pid, upid) = own_upid(task);
+    out.pid = ns_inum(pid, upid + koff!(upid_ns), koff!(pid_ns_inum));
+    out
+}
+
+/// The task's `struct pid` and the offset in it of the `upid` for the task's own (deepest)
+/// pid namespace.
+#[inline(always)]
+fn own_upid(task: KPtr) -> (KPtr, usize) {
     let pid = read_ptr(task, koff!(task_thread_pid));
     let level = read_kernel::<u32>(pid, koff!(pid_level)).unwrap_or(0) as usize;
     // Bounded so the verifier can see the offset range; real nesting is at most 32.
     let level = if level > 32 { 0 } else { level };
-    let upid = koff!(pid_numbers) + level * koff!(upid_size);
-    out.pid = ns_inum(pid, upid + koff!(upid_ns), koff!(pid_ns_inum));
-    out
+    (pid, koff!(pid_numbers) + level * koff!(upid_size))
+}
+
+/// The task's pid as its own pid namespace sees it (1 for a container's init).
+#[inline(always)]
+pub fn ns_pid(task: KPtr) -> u32 {
+    let (pid, upid) = own_upid(task);
+    read_kernel::<u32>(pid, upid + koff!(upid_nr)).unwrap_or(0)
 }
 
 #[inline(always)]
@@ -93,10 +106,31 @@ pub fn task_cgroup2_id(task: KPtr) -> u64 {
 #[inline(always)]
 pub fn task_memcg_v1_id(task: KPtr) -> u64 {
     let idx = crate::globals::global!(KERNEL_OFFSETS.memory_cgrp_id) as usize;
+    cgroup_id(read_ptr(memory_css(task, idx), koff!(css_cgroup)))
+}
+
+/// The task's memory `cgroup_subsys_state *` (null when `idx` is out of range).
+#[inline(always)]
+fn memory_css(task: KPtr, idx: usize) -> KPtr {
     if idx >= 64 {
-        return 0;
+        return core::ptr::null();
     }
     let cset = read_ptr(task, koff!(task_cgroups));
-    let css = read_ptr(cset, koff!(css_set_subsys) + idx * 8);
-    cgroup_id(read_ptr(css, koff!(css_cgroup)))
+    read_ptr(cset, koff!(css_set_subsys) + idx * 8)
+}
+
+/// (usage, max) of the task's memory cgroup page counter, in pages; (0, 0) if unreadable.
+#[inline(always)]
+pub fn task_memcg_pages(task: KPtr) -> (u64, u64) {
+    let idx = crate::globals::global!(KERNEL_OFFSETS.memory_cgrp_id) as usize;
+    let css = memory_css(task, idx);
+    if css.is_null() {
+        return (0, 0);
+    }
+    // `css` is embedded in `struct mem_cgroup`: step back to the containing struct.
+    let memcg = css.wrapping_sub(koff!(mem_cgroup_css));
+    (
+        read_kernel::<u64>(memcg, koff!(mem_cgroup_memory_usage)).unwrap_or(0),
+        read_kernel::<u64>(memcg, koff!(mem_cgroup_memory_max)).unwrap_or(0),
+    )
 }

@@ -39,10 +39,16 @@ pub struct ContainerMeta {
     pub runtime: String,
     /// The container's init pid as the host sees it (0 once it exited).
     pub pid: u32,
+    /// CRI `attempt`: the kubelet's restart counter for this container name in its pod.
+    pub attempt: u32,
     pub labels: BTreeMap<String, String>,
     /// Namespace inodes of the container's init (what setns targets are matched against).
     #[serde(skip)]
     pub ns: crate::event::NsInodes,
+    /// For an ephemeral (debug) container: the name of the container whose pid namespace it
+    /// joined (`kubectl debug --target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_of: Option<String>,
 }
 
 /// `metadata` of an event: `complete` with the container's identity, or `host`.
@@ -232,8 +238,10 @@ mod tests {
             image: "img".into(),
             runtime: "containerd".into(),
             pid: 0,
+            attempt: 0,
             labels: BTreeMap::new(),
             ns: Default::default(),
+            ephemeral_of: None,
         })
     }
 

@@ -89,7 +89,7 @@ async fn sync_once(
         .filter_map(|s| Some((s.id, s.metadata?)))
         .collect();
     let containers = timed(o, "ListContainers", client.list_containers(ListContainersRequest::default())).await?;
-    let mut out = HashMap::new();
+    let mut found = Vec::new();
     let mut settling = false;
     for c in containers.containers {
         let status = timed(
@@ -106,6 +106,7 @@ async fn sync_once(
             || (state == ContainerState::ContainerRunning && pid == 0);
         let Some(cgroup_id) = container_cgroup_id(o, &info, pid) else { continue };
         let pod = pods.get(&c.pod_sandbox_id);
+        let attempt = c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
         let meta = ContainerMeta {
             namespace: pod.map(|p| p.namespace.clone()).unwrap_or_default(),
             pod: pod.map(|p| p.name.clone()).unwrap_or_default(),
@@ -115,12 +116,40 @@ async fn sync_once(
             image: c.image.map(|i| i.image).filter(|i| !i.is_empty()).unwrap_or(c.image_ref),
             runtime: version.runtime_name.clone(),
             pid,
+            attempt,
             labels: c.labels.into_iter().collect::<BTreeMap<_, _>>(),
             ns: if pid != 0 { super::ns_inodes(pid) } else { Default::default() },
+            ephemeral_of: None,
         };
-        out.insert(cgroup_id, Arc::new(meta));
+        let owns_pid_ns = pid != 0 && ns_pid_of(pid) == Some(1);
+        found.push((cgroup_id, meta, owns_pid_ns));
     }
+    mark_ephemeral(&mut found);
+    let out = found.into_iter().map(|(id, meta, _)| (id, Arc::new(meta))).collect();
     Ok((out, settling))
+}
+
+/// The pid of `pid` inside its own (deepest) pid namespace, from `/proc/<pid>/status`.
+fn ns_pid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+/// An ephemeral (debug) container joins another container's pid namespace instead of owning
+/// one: its init is not pid 1 there, and the pid-1 owner is a container of the same pod (a
+/// pod-wide shared pid namespace is owned by the sandbox, which is not a container).
+fn mark_ephemeral(found: &mut [(u64, ContainerMeta, bool)]) {
+    let owners: HashMap<(String, u32), String> = found
+        .iter()
+        .filter(|(_, m, owns)| *owns && m.ns.pid != 0)
+        .map(|(_, m, _)| ((m.pod_uid.clone(), m.ns.pid), m.container.clone()))
+        .collect();
+    for (_, m, owns) in found.iter_mut() {
+        if !*owns && m.pid != 0 && m.ns.pid != 0 {
+            m.ephemeral_of = owners.get(&(m.pod_uid.clone(), m.ns.pid)).cloned();
+        }
+    }
 }
 
 /// Runs until the process exits. `created` carries cgroup-creation nudges from the event

@@ -19,6 +19,7 @@ pub fn decode(b: &Bytes<'_>, kind: EventKind) -> Result<Detail, DecodeError> {
         level: b.i32(offset_of!(CgroupEvent, level))?,
         root: b.i32(offset_of!(CgroupEvent, root))?,
         frozen: (kind == EventKind::CgroupFrozen).then_some(val != 0),
+        frozen_duration_ns: None,
     }))
 }
 
@@ -54,6 +55,7 @@ pub fn v1_freezer_event(
                 EventKind::CgroupUnfreeze => Some(false),
                 _ => None,
             },
+            frozen_duration_ns: None,
         }),
     }
 }

@@ -37,5 +37,7 @@ pub fn decode_exit(b: &Bytes<'_>) -> Result<Detail, DecodeError> {
         raw,
         leader: pid == tgid,
         group_dead: (group_dead != EXIT_GROUP_DEAD_UNKNOWN).then_some(group_dead != 0),
+        ns_pid: b.u32(offset_of!(ExitEvent, ns_pid))?,
+        container_exit: None,
     }))
 }

@@ -54,6 +54,10 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         // `struct clone_args` is uapi with `flags` first by definition; BTF confirms it when
         // the kernel has clone3, and 0 is right for every kernel that does.
         clone_args_flags: btf.offset_of("clone_args", "flags").unwrap_or(0),
+        upid_nr: btf.offset_of("upid", "nr")?,
+        mem_cgroup_css: btf.offset_of("mem_cgroup", "css")?,
+        mem_cgroup_memory_usage: btf.offset_of("mem_cgroup", "memory.usage")?,
+        mem_cgroup_memory_max: btf.offset_of("mem_cgroup", "memory.max")?,
         _pad: 0,
     })
 }
@@ -98,5 +102,9 @@ pub fn named(o: &KernelOffsets) -> Vec<(&'static str, u32)> {
         ("kernfs_node.id", o.kernfs_node_id),
         ("memory_cgrp_id", o.memory_cgrp_id),
         ("clone_args.flags", o.clone_args_flags),
+        ("upid.nr", o.upid_nr),
+        ("mem_cgroup.css", o.mem_cgroup_css),
+        ("mem_cgroup.memory.usage", o.mem_cgroup_memory_usage),
+        ("mem_cgroup.memory.max", o.mem_cgroup_memory_max),
     ]
 }

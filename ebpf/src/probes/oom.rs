@@ -7,7 +7,7 @@ use podtrail_common::{EventKind, oom::OomKillEvent};
 use crate::{
     emit::{fill_header, reserve, submit},
     globals::koff,
-    task::{KPtr, read_kernel, task_cgroup2_id, task_memcg_v1_id},
+    task::{KPtr, ns_pid, read_kernel, task_cgroup2_id, task_memcg_pages, task_memcg_v1_id},
 };
 
 #[raw_tracepoint(tracepoint = "mark_victim")]
@@ -23,6 +23,11 @@ pub fn mark_victim(ctx: RawTracePointContext) -> u32 {
         (*ev).victim_cgroup_id = task_cgroup2_id(victim);
         (*ev).victim_memcg_id = task_memcg_v1_id(victim);
         (*ev).victim_comm = read_kernel::<[u8; 16]>(victim, koff!(task_comm)).unwrap_or([0; 16]);
+        (*ev).victim_ns_pid = ns_pid(victim);
+        (*ev)._pad = 0;
+        let (usage, limit) = task_memcg_pages(victim);
+        (*ev).memcg_usage_pages = usage;
+        (*ev).memcg_limit_pages = limit;
     }
     submit(entry);
     0

@@ -16,7 +16,7 @@ use super::tp_field;
 use crate::{
     emit::{fill_header, pid_tgid, reserve, stash_put, submit},
     globals::{koff, tpoff},
-    task::{current_task, read_kernel},
+    task::{current_task, ns_pid, read_kernel},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -108,6 +108,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
             tp_field::<u8>(&ctx, group_dead_off)
         };
         (*ev)._pad = [0; 3];
+        (*ev).ns_pid = ns_pid(current_task());
+        (*ev)._pad2 = 0;
     }
     submit(entry);
     0
