@@ -32,6 +32,8 @@ pub struct Stats {
     pub decode_errors: u64,
     pub kernel_drops: BTreeMap<(&'static str, &'static str), u64>,
     pub late: u64,
+    /// CRI client counters, when CRI enrichment ran.
+    pub cri: Option<String>,
 }
 
 impl Stats {
@@ -42,12 +44,13 @@ impl Stats {
         let drops: Vec<String> =
             self.kernel_drops.iter().map(|((r, k), n)| format!("{r}/{k}={n}")).collect();
         format!(
-            "{events} events ({}); {} late re-emits; {dropped} dropped ({}{}decode_error={})",
+            "{events} events ({}); {} late re-emits; {dropped} dropped ({}{}decode_error={}){}",
             kinds.join(" "),
             self.late,
             drops.join(" "),
             if drops.is_empty() { "" } else { " " },
-            self.decode_errors
+            self.decode_errors,
+            self.cri.as_deref().map(|c| format!("; {c}")).unwrap_or_default()
         )
     }
 }
@@ -207,6 +210,7 @@ impl<W: Write> Pipeline<W> {
         drop(ring_fd);
         let mut stats = std::mem::take(&mut self.sinks.stats);
         stats.kernel_drops = self.drops.totals();
+        stats.cri = self.sinks.enricher.as_ref().map(|e| e.cache.stats.summary());
         if let Some(e) = &self.sinks.enricher
             && e.late_evicted > 0
         {

@@ -118,6 +118,7 @@ fn start_cri(cfg: &Config, mounts: &CgroupMounts) -> Option<Enricher> {
             call_timeout: Duration::from_millis(cfg.cri.call_timeout_ms),
             unified,
             created: created_paths.clone(),
+            stats: cache.stats.clone(),
         },
         cache.clone(),
         rx,

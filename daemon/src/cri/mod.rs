@@ -27,6 +27,32 @@ pub enum CriError {
     Timeout { endpoint: String, call: &'static str },
 }
 
+/// Counters of the CRI client (shared with the sync task; read for the stop summary and
+/// metrics). Every failed or timed-out call is counted here, never silently retried.
+#[derive(Debug, Default)]
+pub struct CriStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    /// Connections established (the first, then one per reconnect).
+    pub connects: AtomicU64,
+    pub syncs: AtomicU64,
+}
+
+impl CriStats {
+    pub fn summary(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "CRI: {} calls, {} errors, {} timeouts, {} connects, {} syncs",
+            n(&self.calls),
+            n(&self.errors),
+            n(&self.timeouts),
+            n(&self.connects),
+            n(&self.syncs)
+        )
+    }
+}
+
 /// What the runtime says about one container.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerMeta {
@@ -91,6 +117,7 @@ pub struct MetadataCache {
     /// pending events.
     generation: Arc<AtomicU64>,
     tombstone_ttl: Duration,
+    pub stats: Arc<CriStats>,
 }
 
 impl Default for MetadataCache {
@@ -106,6 +133,7 @@ impl MetadataCache {
             by_ns: Default::default(),
             generation: Default::default(),
             tombstone_ttl,
+            stats: Default::default(),
         }
     }
 

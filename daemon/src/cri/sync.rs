@@ -5,7 +5,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     os::unix::fs::MetadataExt,
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering::Relaxed},
     time::Duration,
 };
 
@@ -26,6 +26,7 @@ pub struct SyncOptions {
     pub unified: PathBuf,
     /// Ids of cgroups created since start, by path: for containers already gone.
     pub created: crate::enrich::CreatedCgroups,
+    pub stats: Arc<super::CriStats>,
 }
 
 async fn timed<T>(
@@ -33,12 +34,17 @@ async fn timed<T>(
     call: &'static str,
     fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, CriError> {
+    o.stats.calls.fetch_add(1, Relaxed);
     match tokio::time::timeout(o.call_timeout, fut).await {
         Ok(Ok(r)) => Ok(r.into_inner()),
         Ok(Err(status)) => {
+            o.stats.errors.fetch_add(1, Relaxed);
             Err(CriError::Call { endpoint: o.endpoint.clone(), call, status: Box::new(status) })
         }
-        Err(_) => Err(CriError::Timeout { endpoint: o.endpoint.clone(), call }),
+        Err(_) => {
+            o.stats.timeouts.fetch_add(1, Relaxed);
+            Err(CriError::Timeout { endpoint: o.endpoint.clone(), call })
+        }
     }
 }
 
@@ -46,10 +52,19 @@ async fn connect(o: &SyncOptions) -> Result<RuntimeServiceClient<Channel>, CriEr
     let ep = Endpoint::from_shared(o.endpoint.clone())
         .map_err(|_| CriError::BadEndpoint(o.endpoint.clone()))?
         .connect_timeout(o.call_timeout);
-    let ch = ep
-        .connect()
-        .await
-        .map_err(|source| CriError::Connect { endpoint: o.endpoint.clone(), source })?;
+    // A socket that accepts but never answers must not hold the sync task either.
+    let ch = match tokio::time::timeout(o.call_timeout, ep.connect()).await {
+        Ok(Ok(ch)) => ch,
+        Ok(Err(source)) => {
+            o.stats.errors.fetch_add(1, Relaxed);
+            return Err(CriError::Connect { endpoint: o.endpoint.clone(), source });
+        }
+        Err(_) => {
+            o.stats.timeouts.fetch_add(1, Relaxed);
+            return Err(CriError::Timeout { endpoint: o.endpoint.clone(), call: "Connect" });
+        }
+    };
+    o.stats.connects.fetch_add(1, Relaxed);
     Ok(RuntimeServiceClient::new(ch))
 }
 
@@ -179,6 +194,7 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
                             last_error.clear();
                         }
                         backoff = Duration::from_millis(500);
+                        o.stats.syncs.fetch_add(1, Relaxed);
                         cache.merge(fresh);
                     }
                     Err(e) => {
@@ -214,7 +230,7 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
 fn report(last: &mut String, e: &CriError) {
     let msg = e.to_string();
     if *last != msg {
-        tracing::warn!("{msg}; events get metadata.state=host until it answers (retrying)");
+        tracing::warn!("{msg}; retrying with backoff (known containers keep their metadata; new ones stay pending)");
         *last = msg;
     }
 }
