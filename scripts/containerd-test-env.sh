@@ -4,6 +4,8 @@
 #   scripts/containerd-test-env.sh up      # install, build images, start, import; prints socket path
 #   scripts/containerd-test-env.sh down    # stop our containerd, shims, containers; clean state + cgroups
 #   scripts/containerd-test-env.sh status  # is it running? (exit 0 = running and CRI plugin ok)
+#   scripts/containerd-test-env.sh stop-daemon   # stop only containerd (shims and containers
+#   scripts/containerd-test-env.sh start-daemon  #   keep running), then start it again
 #
 # Everything is private: own config, root, state, sockets and runc root, so it never
 # talks to (or conflicts with) a system containerd. Pods must use host networking
@@ -490,5 +492,8 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  # A containerd restart as on a node upgrade: shims and containers survive it.
+  stop-daemon) need_root; stop_containerd ;;
+  start-daemon) need_root; start_containerd; echo "$SOCK" ;;
+  *) echo "usage: $0 up|down|status|stop-daemon|start-daemon" >&2; exit 2 ;;
 esac

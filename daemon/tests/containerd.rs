@@ -3,104 +3,10 @@
 //! namespace inodes, and a `runc exec`-style entry (CRI ExecSync) must show setns into them.
 mod common;
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
-use common::*;
-use k8s_cri::v1::{runtime_service_client::RuntimeServiceClient, *};
-use tonic::transport::{Channel, Endpoint};
-
-fn env_script() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/containerd-test-env.sh"))
-}
-
-/// Tests here share one private containerd: run them one at a time.
-static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Env {
-    socket: String,
-    _lock: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Env {
-    fn up() -> Env {
-        let lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let out = Command::new("bash").arg(env_script()).arg("up").output().expect("run env script");
-        assert!(out.status.success(), "containerd-test-env.sh up failed: {}", String::from_utf8_lossy(&out.stderr));
-        let socket = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
-        assert!(socket.ends_with(".sock"), "no socket path printed: {socket:?}");
-        Env { socket, _lock: lock }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(env_script()).arg("down").status();
-    }
-}
-
-/// `ev` itself when `done(ev)`, else its `late` re-emit (the metadata or setns target was
-/// not known yet when it happened: the issue allows either, never neither).
-fn resolved(d: &Daemon, ev: &serde_json::Value, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    if done(ev) {
-        return ev.clone();
-    }
-    let seq = ev["seq"].clone();
-    let late = d.wait_for("late re-emit", 15, |v| v["metadata"]["state"] == "late" && v["metadata"]["late_of"] == seq);
-    assert!(done(&late), "late re-emit still incomplete: {late}");
-    late
-}
-
-async fn client(socket: &str) -> RuntimeServiceClient<Channel> {
-    let ch = Endpoint::from_shared(format!("unix://{socket}")).unwrap().connect().await.expect("connect CRI");
-    RuntimeServiceClient::new(ch)
-}
-
-fn sandbox_config(name: &str, uid: &str) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata { name: name.into(), uid: uid.into(), namespace: "podtrail".into(), attempt: 0 }),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/podtrail-test/pod-{uid}"),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Runs a host-network pod with one busybox container running `cmd`, under
-/// /podtrail-test (the env script removes it). Returns (sandbox id, container id).
-async fn run_pod(c: &mut RuntimeServiceClient<Channel>, pod: &str, uid: &str, container: &str, cmd: &[&str]) -> (String, String) {
-    let cfg = sandbox_config(pod, uid);
-    let sandbox = c
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    let cc = ContainerConfig {
-        metadata: Some(ContainerMetadata { name: container.into(), attempt: 0 }),
-        image: Some(ImageSpec { image: "podtrail.local/busybox:1".into(), ..Default::default() }),
-        command: cmd.iter().map(|a| a.to_string()).collect(),
-        ..Default::default()
-    };
-    let cid = c
-        .create_container(CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(cc), sandbox_config: Some(cfg) })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    c.start_container(StartContainerRequest { container_id: cid.clone() }).await.expect("StartContainer");
-    (sandbox, cid)
-}
-
-async fn remove_pod(socket: &str, sandbox: String) {
-    let mut c = client(socket).await;
-    c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
-    c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
-}
+use common::{containerd::*, *};
+use k8s_cri::v1::*;
 
 /// Issue scenario 4: a container that lives about 100 ms still ends up with complete
 /// metadata, directly or through a `late` re-emit of its `pending` events.
@@ -150,13 +56,8 @@ fn container_entrypoint_and_exec_carry_container_identity() {
     let (sandbox, cid, pid) = rt.block_on(async {
         let mut c = client(&env.socket).await;
         let (sandbox, cid) = run_pod(&mut c, "web", &uid, "sleeper", &["/bin/sleep", "30"]).await;
-        let st = c
-            .container_status(ContainerStatusRequest { container_id: cid.clone(), verbose: true })
-            .await
-            .expect("ContainerStatus")
-            .into_inner();
-        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).expect("verbose info JSON");
-        (sandbox, cid, info["pid"].as_u64().expect("pid in info") as u32)
+        let pid = container_pid(&mut c, &cid).await;
+        (sandbox, cid, pid)
     });
 
     let exec = d.wait_for("entrypoint exec", 15, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
@@ -228,6 +129,37 @@ fn container_entrypoint_and_exec_carry_container_identity() {
     assert_eq!(entry["entry_path"], "nsenter", "{entry}");
     let entered = d.wait_for("exec after nsenter", 15, |v| is_kind(v, "exec") && tgid(v) == npid as u64 && v["exec"]["filename"] == "/bin/true");
     assert_eq!(entered["entry_path"], "nsenter", "{entered}");
+
+    // nsenter into the pod's IPC namespace alone (the mount namespace stays the host's):
+    // still an entry into that container.
+    let mut nsenter = Command::new("nsenter").args(["-t", &pid.to_string(), "-i", "/bin/true"]).spawn().unwrap();
+    let ipid = nsenter.id();
+    assert!(nsenter.wait().unwrap().success());
+    let ipc = d.wait_for("nsenter -i setns", 15, |v| is_kind(v, "setns") && tgid(v) == ipid as u64);
+    assert_eq!(ipc["ns_change"]["changed"], serde_json::json!(["ipc"]), "{ipc}");
+    assert_eq!(ipc["ns"]["mnt"], ns_inode(std::process::id(), "mnt"), "mount namespace unchanged");
+    assert_eq!(ipc["ns_change"]["target"]["container"], "sleeper", "{ipc}");
+    assert_eq!(ipc["entry_path"], "nsenter", "{ipc}");
+    let entered = d.wait_for("exec after nsenter -i", 15, |v| is_kind(v, "exec") && tgid(v) == ipid as u64 && v["exec"]["filename"] == "/bin/true");
+    assert_eq!(entered["entry_path"], "nsenter", "{entered}");
+
+    // An ephemeral debug container joining the sleeper's pid namespace (kubectl debug
+    // --target=sleeper): its processes are `ephemeral`, naming the target container.
+    let debug_pid = rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        let mut cc = busybox("debugger", 0, &["/bin/sleep", "31"]);
+        let ns = cc.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|s| s.namespace_options.as_mut()).unwrap();
+        ns.pid = NamespaceMode::Target as i32;
+        ns.target_id = cid.clone();
+        let dcid = start_container(&mut c, &sandbox, "web", &uid, cc).await;
+        container_pid(&mut c, &dcid).await
+    });
+    assert_eq!(ns_inode(debug_pid, "pid"), ns_inode(pid, "pid"), "the debugger shares the sleeper's pid namespace");
+    let dexec = d.wait_for("debugger exec", 15, |v| is_kind(v, "exec") && tgid(v) == debug_pid as u64);
+    let dexec = resolved(&d, &dexec, |v| v["metadata"]["container"].is_string());
+    assert_eq!(dexec["metadata"]["container"], "debugger", "{dexec}");
+    assert_eq!(dexec["metadata"]["ephemeral_of"], "sleeper", "{dexec}");
+    assert_eq!(dexec["entry_path"], "ephemeral", "{dexec}");
 
     rt.block_on(remove_pod(&env.socket, sandbox));
     // runc init's Go threads exit at exec with the same tgid: wait for the leader itself.

@@ -2,6 +2,8 @@
 //! collects its JSON lines. Root-only tests call [`root_or_skip`] first.
 #![allow(dead_code)]
 
+pub mod containerd;
+
 use std::{
     io::{BufRead, BufReader},
     os::unix::fs::MetadataExt,
