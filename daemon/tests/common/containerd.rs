@@ -39,8 +39,22 @@ impl Env {
         run_script("stop-daemon");
     }
 
+    /// Starts containerd again and waits until its CRI server has recovered its state
+    /// (until then every CRI call fails with "server is not initialized yet").
     pub fn start_daemon(&self) {
         run_script("start-daemon");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        rt.block_on(async {
+            loop {
+                let mut c = client(&self.socket).await;
+                match c.list_pod_sandbox(ListPodSandboxRequest::default()).await {
+                    Ok(_) => return,
+                    Err(e) if std::time::Instant::now() > deadline => panic!("CRI not ready after restart: {e}"),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+            }
+        });
     }
 
     /// `ctr` against our containerd, in the CRI namespace.
