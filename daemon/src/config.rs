@@ -21,6 +21,73 @@ pub struct Config {
     pub ringbuf: RingbufConfig,
     pub freezer_v1: FreezerV1Config,
     pub cri: CriConfig,
+    pub metrics: MetricsConfig,
+    pub otlp: OtlpConfig,
+    pub secrets: SecretsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Address of the `/metrics` HTTP listener.
+    pub listen: String,
+    /// Series of a removed container are deleted this long after it went away.
+    pub container_series_ttl_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: "127.0.0.1:9464".into(), container_series_ttl_ms: 300_000 }
+    }
+}
+
+/// OpenTelemetry export over OTLP/gRPC; off while `endpoint` is empty.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// `http://host:4317`; empty = off. `--otlp-endpoint` and `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// override it.
+    pub endpoint: String,
+    /// Events waiting for export; beyond it events are dropped and counted.
+    pub queue_size: usize,
+    /// Records per export request.
+    pub batch_size: usize,
+    /// Per export request.
+    pub timeout_ms: u64,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig { endpoint: String::new(), queue_size: 8192, batch_size: 512, timeout_ms: 5_000 }
+    }
+}
+
+/// Masking of secrets in exec arguments, in every sink.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Flags whose value (the next argument, or after `=`) is masked.
+    pub flags: Vec<String>,
+    /// `KEY=VALUE` arguments whose KEY contains one of these (case-insensitive) are masked.
+    pub key_patterns: Vec<String>,
+    /// What a masked value is replaced with.
+    pub mask: String,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        SecretsConfig {
+            flags: s(&[
+                "--password", "--passwd", "--pass", "--token", "--secret", "--api-key", "--apikey",
+                "--access-key", "--secret-key", "--client-secret", "--auth", "--authorization",
+                "--private-key", "--credentials", "-p",
+            ]),
+            key_patterns: s(&["password", "passwd", "secret", "token", "apikey", "api_key", "private_key", "credential", "auth"]),
+            mask: "***".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -127,6 +194,15 @@ impl Config {
                 "cri.resync_interval_ms = {} (100..=3600000) / cri.call_timeout_ms = {} (10..=60000) out of range",
                 self.cri.resync_interval_ms, self.cri.call_timeout_ms
             )));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.listen = {:?}: not an address such as 127.0.0.1:9464",
+                self.metrics.listen
+            )));
+        }
+        if self.otlp.queue_size == 0 || self.otlp.batch_size == 0 {
+            return Err(ConfigError::Invalid("otlp.queue_size and otlp.batch_size must be > 0".into()));
         }
         if !(10..=60_000).contains(&self.freezer_v1.poll_interval_ms) {
             return Err(ConfigError::Invalid(format!(

@@ -17,3 +17,4 @@ pub mod output;
 pub mod pipeline;
 pub mod preflight;
 pub mod run;
+pub mod sink;

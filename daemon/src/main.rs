@@ -57,6 +57,16 @@ struct RunArgs {
     /// Do not query the container runtime (every event gets metadata.state=host).
     #[arg(long)]
     no_cri: bool,
+    /// Prometheus `/metrics` listen address (overrides metrics.listen).
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Do not serve Prometheus metrics.
+    #[arg(long)]
+    no_metrics: bool,
+    /// OTLP/gRPC collector, e.g. http://127.0.0.1:4317 (overrides OTEL_EXPORTER_OTLP_ENDPOINT
+    /// and otlp.endpoint).
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 fn init_logging(level: &str) {
@@ -101,6 +111,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             if args.no_cri {
                 config.cri.enabled = false;
+            }
+            if let Some(v) = args.metrics_addr {
+                config.metrics.listen = v;
+            }
+            if args.no_metrics {
+                config.metrics.enabled = false;
+            }
+            // Usual precedence: flag, then the standard environment variable, then the file.
+            if let Some(v) = args.otlp_endpoint.or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()) {
+                config.otlp.endpoint = v;
             }
             config.validate()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -22,6 +22,7 @@ use crate::{
     entry::EntryTracker,
     event::Event,
     lifecycle::Lifecycle,
+    sink::EventSink,
     output::{DropReport, Output},
 };
 
@@ -34,6 +35,8 @@ pub struct Stats {
     pub late: u64,
     /// CRI client counters, when CRI enrichment ran.
     pub cri: Option<String>,
+    /// One line per exporter that reports at stop (e.g. exported / dropped counts).
+    pub exporters: Vec<String>,
 }
 
 impl Stats {
@@ -51,7 +54,7 @@ impl Stats {
             if drops.is_empty() { "" } else { " " },
             self.decode_errors,
             self.cri.as_deref().map(|c| format!("; {c}")).unwrap_or_default()
-        )
+        ) + &self.exporters.iter().map(|e| format!("; {e}")).collect::<String>()
     }
 }
 
@@ -61,6 +64,8 @@ pub struct Sinks<W: Write> {
     entries: EntryTracker,
     lifecycle: Lifecycle,
     pub output: Output<W>,
+    /// Metrics, OTLP, ...: every event after the output line is written.
+    pub exporters: Vec<Box<dyn EventSink>>,
     pub stats: Stats,
     seq: u64,
 }
@@ -76,6 +81,7 @@ impl<W: Write> Sinks<W> {
             entries: EntryTracker::new(&host),
             lifecycle: Lifecycle::default(),
             output,
+            exporters: Vec::new(),
             stats: Stats::default(),
             seq: 0,
         }
@@ -93,7 +99,15 @@ impl<W: Write> Sinks<W> {
             e.hold(ev.clone(), w);
         }
         *self.stats.by_kind.entry(ev.kind).or_default() += 1;
-        self.output.event(&ev)
+        self.output.event(&ev)?;
+        self.export(&ev);
+        Ok(())
+    }
+
+    fn export(&mut self, ev: &Event) {
+        for sink in &mut self.exporters {
+            sink.event(ev);
+        }
     }
 
     /// `late` copies of pending events whose metadata has arrived.
@@ -108,6 +122,7 @@ impl<W: Write> Sinks<W> {
             ev.seq = self.seq;
             self.stats.late += 1;
             self.output.event(&ev)?;
+            self.export(&ev);
         }
         Ok(())
     }
@@ -211,6 +226,7 @@ impl<W: Write> Pipeline<W> {
         let mut stats = std::mem::take(&mut self.sinks.stats);
         stats.kernel_drops = self.drops.totals();
         stats.cri = self.sinks.enricher.as_ref().map(|e| e.cache.stats.summary());
+        stats.exporters = self.sinks.exporters.iter_mut().filter_map(|s| s.finish()).collect();
         if let Some(e) = &self.sinks.enricher
             && e.late_evicted > 0
         {
