@@ -82,7 +82,7 @@ impl Default for SecretsConfig {
             flags: s(&[
                 "--password", "--passwd", "--pass", "--token", "--secret", "--api-key", "--apikey",
                 "--access-key", "--secret-key", "--client-secret", "--auth", "--authorization",
-                "--private-key", "--credentials", "-p",
+                "--private-key", "--credentials",
             ]),
             key_patterns: s(&["password", "passwd", "secret", "token", "apikey", "api_key", "private_key", "credential", "auth"]),
             mask: "***".into(),

@@ -82,6 +82,8 @@ pub struct ExecDetail {
     pub args: Vec<String>,
     pub args_truncated: bool,
     pub args_unreadable: bool,
+    /// Some argument values were replaced by the `[secrets]` mask.
+    pub args_masked: bool,
     /// 0 on success, the errno (positive) for a failed exec.
     pub errno: i32,
     /// Symbolic errno (`ENOENT`, ...), null on success.

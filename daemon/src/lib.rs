@@ -17,4 +17,5 @@ pub mod output;
 pub mod pipeline;
 pub mod preflight;
 pub mod run;
+pub mod secrets;
 pub mod sink;

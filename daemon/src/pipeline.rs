@@ -22,6 +22,7 @@ use crate::{
     entry::EntryTracker,
     event::Event,
     lifecycle::Lifecycle,
+    secrets::Masker,
     sink::EventSink,
     output::{DropReport, Output},
 };
@@ -66,6 +67,7 @@ pub struct Sinks<W: Write> {
     pub output: Output<W>,
     /// Metrics, OTLP, ...: every event after the output line is written.
     pub exporters: Vec<Box<dyn EventSink>>,
+    masker: Masker,
     pub stats: Stats,
     seq: u64,
 }
@@ -74,7 +76,7 @@ pub struct Sinks<W: Write> {
 type Flow = Result<(), io::Error>;
 
 impl<W: Write> Sinks<W> {
-    pub fn new(enricher: Option<Enricher>, output: Output<W>) -> Self {
+    pub fn new(enricher: Option<Enricher>, output: Output<W>, masker: Masker) -> Self {
         let host = crate::cri::ns_inodes(std::process::id());
         Sinks {
             enricher,
@@ -82,6 +84,7 @@ impl<W: Write> Sinks<W> {
             lifecycle: Lifecycle::default(),
             output,
             exporters: Vec::new(),
+            masker,
             stats: Stats::default(),
             seq: 0,
         }
@@ -90,6 +93,8 @@ impl<W: Write> Sinks<W> {
     fn handle(&mut self, mut ev: Event) -> Flow {
         self.seq += 1;
         ev.seq = self.seq;
+        // First: no sink (nor the pending buffer) ever holds an unmasked secret.
+        self.masker.apply(&mut ev);
         let waits = self.enricher.as_mut().and_then(|e| e.enrich(&mut ev));
         ev.entry_path = self.entries.classify(&ev, fallback_entry(&ev));
         self.lifecycle.observe(&mut ev);

@@ -22,6 +22,7 @@ use crate::{
     enrich::{CreatedCgroups, Enricher},
     pipeline::{self, Pipeline, Sinks},
     preflight,
+    secrets::Masker,
 };
 
 pub struct RunOptions {
@@ -77,7 +78,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let pipeline = Pipeline {
         ring,
         drops: DropCounters::new(drops),
-        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout())),
+        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout()), Masker::new(&cfg.secrets)),
         drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
     };
     let stats = pipeline.run(rx, shutdown_signal()).await?;

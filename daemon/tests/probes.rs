@@ -50,6 +50,29 @@ fn exec_with_args() {
     assert_eq!(e["error"], Value::Null);
     assert_eq!(e["syscall"], "execve");
     assert_eq!(ev["entry_path"], "host");
+    assert_eq!(e["args_masked"], false);
+    d.stop();
+}
+
+#[test]
+fn secret_arguments_are_masked() {
+    if !root_or_skip("secret_arguments_are_masked") {
+        return;
+    }
+    let d = Daemon::start(&[]);
+    let secret = format!("hunter2-{}", std::process::id());
+    let child = Command::new("/bin/echo")
+        .args(["--password", &secret, &format!("DB_TOKEN={secret}"), "--user=app"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _guard = Reaped(child);
+    let ev = d.wait_for("exec with secrets", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
+    assert_eq!(ev["exec"]["args"], serde_json::json!(["/bin/echo", "--password", "***", "DB_TOKEN=***", "--user=app"]));
+    assert_eq!(ev["exec"]["args_masked"], true);
+    let leaks = d.all(|v| v.to_string().contains(&secret));
+    assert!(leaks.is_empty(), "the secret appears in the output: {leaks:?}");
     d.stop();
 }
 

@@ -24,6 +24,7 @@ pub fn decode(b: &Bytes<'_>) -> Result<Detail, DecodeError> {
         args: split_args(args_raw),
         args_truncated: flags & EXEC_ARGS_TRUNCATED != 0,
         args_unreadable: flags & EXEC_ARGS_UNREADABLE != 0,
+        args_masked: false,
         errno,
         error: (errno != 0).then(|| names::errno_name(errno)),
         syscall: if via_at { "execveat" } else { "execve" },
