@@ -57,8 +57,9 @@ fi
 
 # Debian packages the tests use: util-linux (unshare, nsenter, setpriv), binutils (objdump
 # for the SONAME above), python3 (the OOM test's allocator), protobuf-compiler (the CRI
-# client's generated code in the containerd tests).
-APT_PKGS=(util-linux binutils python3 protobuf-compiler)
+# client's generated code in the containerd tests), prometheus (a real Prometheus and
+# promtool scrape and lint the daemon in the metrics tests).
+APT_PKGS=(util-linux binutils python3 protobuf-compiler prometheus)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

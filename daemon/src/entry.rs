@@ -43,6 +43,12 @@ impl EntryTracker {
     /// The entry path of `ev`'s process; `fallback` is what a process with no recorded entry
     /// gets (`host`, or `entrypoint` / `ephemeral` in a container's cgroup).
     pub fn classify(&mut self, ev: &Event, fallback: &'static str) -> &'static str {
+        self.classify_entry(ev, fallback).0
+    }
+
+    /// [`Self::classify`], plus whether this event started the process's entry session
+    /// (its first setns into the container; later ones of the same session are not).
+    pub fn classify_entry(&mut self, ev: &Event, fallback: &'static str) -> (&'static str, bool) {
         let tgid = ev.process.tgid;
         match &ev.detail {
             Detail::NsChange(n) if n.op == "setns" && n.errno == 0 && !n.changed.is_empty() => {
@@ -50,8 +56,9 @@ impl EntryTracker {
                 let into_mnt = n.changed.contains(&"mnt") && ev.ns.mnt != self.host_mnt;
                 if into_mnt || (!runtime && n.target.is_some()) {
                     let path = if runtime { "runtime_exec" } else { "nsenter" };
+                    let started = !self.by_tgid.contains_key(&tgid);
                     self.record(tgid, path);
-                    return path;
+                    return (path, started);
                 }
             }
             Detail::Fork(f) if !f.thread => {
@@ -71,7 +78,7 @@ impl EntryTracker {
         {
             self.by_tgid.remove(&tgid);
         }
-        path
+        (path, false)
     }
 
     pub fn tracked(&self) -> usize {
@@ -97,6 +104,7 @@ mod tests {
             ns: NsInodes { mnt, ..HOST },
             metadata: Metadata::host(),
             entry_path: "host",
+            entry_started: false,
             detail,
         }
     }

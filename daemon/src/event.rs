@@ -23,6 +23,9 @@ pub struct Event {
     pub metadata: Metadata,
     /// `entrypoint`, `runtime_exec`, `nsenter`, `ephemeral` or `host` (see `entry.rs`).
     pub entry_path: &'static str,
+    /// This setns started an entry session (the first of an nsenter / runtime exec).
+    #[serde(skip)]
+    pub entry_started: bool,
     #[serde(flatten)]
     pub detail: Detail,
 }

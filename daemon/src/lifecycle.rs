@@ -114,6 +114,7 @@ mod tests {
             ns: NsInodes::default(),
             metadata: Metadata::host(),
             entry_path: "host",
+            entry_started: false,
             detail: Detail::Cgroup(CgroupDetail {
                 id: 42,
                 path: "/x".into(),
@@ -182,6 +183,7 @@ mod tests {
             ns: NsInodes::default(),
             metadata: Metadata { state: "complete", container: Some(m), late_of: None },
             entry_path: "entrypoint",
+            entry_started: false,
             detail: Detail::Exit(ExitDetail {
                 code: Some(3),
                 signal: None,

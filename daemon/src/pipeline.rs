@@ -96,7 +96,7 @@ impl<W: Write> Sinks<W> {
         // First: no sink (nor the pending buffer) ever holds an unmasked secret.
         self.masker.apply(&mut ev);
         let waits = self.enricher.as_mut().and_then(|e| e.enrich(&mut ev));
-        ev.entry_path = self.entries.classify(&ev, fallback_entry(&ev));
+        (ev.entry_path, ev.entry_started) = self.entries.classify_entry(&ev, fallback_entry(&ev));
         self.lifecycle.observe(&mut ev);
         // A pending event gets its container facts on its `late` copy instead.
         self.lifecycle.with_container(&mut ev);
@@ -139,6 +139,9 @@ impl<W: Write> Sinks<W> {
         }
         let total = self.stats.decode_errors;
         let report = DropReport { reason: "decode_error", event_kind: "unknown", count: 1, total };
+        for s in &mut self.exporters {
+            s.drops(&report);
+        }
         self.output.drops(clock::boot_ns(), &report)
     }
 }
@@ -154,11 +157,16 @@ fn fallback_entry(ev: &Event) -> &'static str {
 
 /// Reads everything currently in the ring buffer, then flushes.
 fn drain<W: Write>(ring: &mut RingBuf<MapData>, sinks: &mut Sinks<W>) -> Flow {
+    let mut bytes = 0u64;
     while let Some(item) = ring.next() {
+        bytes += item.len() as u64;
         match decode::decode(&item) {
             Ok(ev) => sinks.handle(ev)?,
             Err(e) => sinks.decode_error(item.len(), e)?,
         }
+    }
+    for s in &mut sinks.exporters {
+        s.drained(bytes);
     }
     sinks.resolve_pending()?;
     sinks.output.flush()
@@ -174,6 +182,12 @@ fn report_drops<W: Write>(drops: &mut DropCounters, sinks: &mut Sinks<W>) -> Flo
             report.total
         );
         sinks.output.drops(clock::boot_ns(), &report)?;
+        for s in &mut sinks.exporters {
+            s.drops(&report);
+        }
+    }
+    for s in &mut sinks.exporters {
+        s.tick();
     }
     sinks.output.flush()
 }

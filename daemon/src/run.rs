@@ -22,7 +22,9 @@ use crate::{
     enrich::{CreatedCgroups, Enricher},
     pipeline::{self, Pipeline, Sinks},
     preflight,
+    metrics,
     secrets::Masker,
+    sink::EventSink,
 };
 
 pub struct RunOptions {
@@ -67,20 +69,30 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         )),
         _ => None,
     };
+
+    let enricher = start_cri(cfg, &mounts);
+    let mut exporters: Vec<Box<dyn EventSink>> = Vec::new();
+    if cfg.metrics.enabled {
+        let cache = enricher.as_ref().map(|e| e.cache.clone());
+        let ttl = Duration::from_millis(cfg.metrics.container_series_ttl_ms);
+        let (registry, sink) = metrics::build(cache, ttl, u64::from(cfg.ringbuf.size_bytes));
+        metrics::serve(&cfg.metrics.listen, registry).await;
+        exporters.push(Box::new(sink));
+    }
+    let mut pipeline = Pipeline {
+        ring,
+        drops: DropCounters::new(drops),
+        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout()), Masker::new(&cfg.secrets)),
+        drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
+    };
+    pipeline.sinks.exporters = exporters;
+    // Last: tests and operators take this line to mean every sink is up.
     tracing::info!(
         links,
         ringbuf_bytes = cfg.ringbuf.size_bytes,
         v1_freezer = poller.is_some(),
         "podtrail ready: {links} tracepoints attached"
     );
-
-    let enricher = start_cri(cfg, &mounts);
-    let pipeline = Pipeline {
-        ring,
-        drops: DropCounters::new(drops),
-        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout()), Masker::new(&cfg.secrets)),
-        drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
-    };
     let stats = pipeline.run(rx, shutdown_signal()).await?;
     stop_poller.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("podtrail stopped: {}", stats.summary());

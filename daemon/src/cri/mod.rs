@@ -29,7 +29,7 @@ pub enum CriError {
 
 /// Counters of the CRI client (shared with the sync task; read for the stop summary and
 /// metrics). Every failed or timed-out call is counted here, never silently retried.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CriStats {
     pub calls: AtomicU64,
     pub errors: AtomicU64,
@@ -37,9 +37,25 @@ pub struct CriStats {
     /// Connections established (the first, then one per reconnect).
     pub connects: AtomicU64,
     pub syncs: AtomicU64,
+    /// Per-call hook (call, latency, failure reason `error`/`timeout`), set by metrics.
+    pub observer: std::sync::OnceLock<CallObserver>,
+}
+
+pub type CallObserver = Box<dyn Fn(&'static str, Duration, Option<&'static str>) + Send + Sync>;
+
+impl std::fmt::Debug for CriStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())
+    }
 }
 
 impl CriStats {
+    pub fn observe(&self, call: &'static str, took: Duration, failure: Option<&'static str>) {
+        if let Some(o) = self.observer.get() {
+            o(call, took, failure);
+        }
+    }
+
     pub fn summary(&self) -> String {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
@@ -200,6 +216,15 @@ impl MetadataCache {
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// (namespace, pod, container) of every live (not removed) container.
+    pub fn live_names(&self) -> std::collections::HashSet<(String, String, String)> {
+        let Ok(m) = self.inner.read() else { return Default::default() };
+        m.values()
+            .filter(|e| e.removed_at.is_none())
+            .map(|e| (e.meta.namespace.clone(), e.meta.pod.clone(), e.meta.container.clone()))
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -35,7 +35,15 @@ async fn timed<T>(
     fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, CriError> {
     o.stats.calls.fetch_add(1, Relaxed);
-    match tokio::time::timeout(o.call_timeout, fut).await {
+    let t = std::time::Instant::now();
+    let result = tokio::time::timeout(o.call_timeout, fut).await;
+    let failure = match &result {
+        Ok(Ok(_)) => None,
+        Ok(Err(_)) => Some("error"),
+        Err(_) => Some("timeout"),
+    };
+    o.stats.observe(call, t.elapsed(), failure);
+    match result {
         Ok(Ok(r)) => Ok(r.into_inner()),
         Ok(Err(status)) => {
             o.stats.errors.fetch_add(1, Relaxed);

@@ -44,6 +44,7 @@ pub fn v1_freezer_event(
         ns: NsInodes::default(),
         metadata: crate::event::Metadata::host(),
         entry_path: "host",
+        entry_started: false,
         detail: Detail::Cgroup(CgroupDetail {
             id: v1_id,
             path: path.to_string(),

@@ -56,6 +56,7 @@ pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
         ns: namespaces(&b, offset_of!(EventHeader, ns))?,
         metadata: crate::event::Metadata::host(),
         entry_path: "host",
+        entry_started: false,
         detail,
     })
 }

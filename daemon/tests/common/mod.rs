@@ -37,9 +37,16 @@ impl Daemon {
         // Drain often so tests see events quickly, unless the test sets its own interval.
         let drain: &[&str] =
             if extra.contains(&"--drain-interval-ms") { &[] } else { &["--drain-interval-ms", "10"] };
+        // Tests run daemons in parallel: each gets its own ephemeral metrics port.
+        let metrics: &[&str] = if extra.iter().any(|a| a.starts_with("--metrics-addr") || *a == "--no-metrics") {
+            &[]
+        } else {
+            &["--metrics-addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(BIN)
             .args(["run", "-o", "json"])
             .args(drain)
+            .args(metrics)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -76,6 +83,13 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    /// `host:port` of the daemon's /metrics listener (from its start-up log).
+    pub fn metrics_addr(&self) -> String {
+        let err = self.stderr();
+        let rest = err.split("metrics on http://").nth(1).unwrap_or_else(|| panic!("no metrics listener logged: {err}"));
+        rest.split('/').next().unwrap().to_string()
     }
 
     pub fn stderr(&self) -> String {

@@ -1,0 +1,203 @@
+//! Prometheus metrics against a real Prometheus (Debian's `prometheus`, installed by
+//! bootstrap) scraping the daemon while a real container runs, plus `promtool check
+//! metrics` on the exposition and a busy metrics port.
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{containerd::*, *};
+use k8s_cri::v1::*;
+use serde_json::Value;
+
+/// GET over plain HTTP/1.0; returns the body.
+fn http_get(addr: &str, path: &str, accept: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Prometheus {
+    addr: String,
+    _proc: Reaped,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!("podtrail-prom-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: podtrail\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("start prometheus (bootstrap installs Debian's package)");
+        Prometheus { addr, _proc: Reaped(child), dir }
+    }
+
+    fn query(&self, q: &str) -> Vec<Value> {
+        let Ok(mut s) = TcpStream::connect(&self.addr) else { return Vec::new() };
+        let _ = write!(s, "GET /api/v1/query?query={} HTTP/1.0\r\nHost: {}\r\n\r\n", urlencode(q), self.addr);
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `q` returns a single sample satisfying `ok`; returns its value.
+    fn wait_value(&self, q: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            last = self.query(q);
+            if let [one] = last.as_slice()
+                && let Some(v) = one["value"][1].as_str().and_then(|s| s.parse::<f64>().ok())
+                && ok(v)
+            {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+        panic!("Prometheus query {q} never satisfied; last result {last:?}\nprometheus log tail:\n{}", log.lines().rev().take(10).collect::<Vec<_>>().join("\n"));
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn prometheus_scrapes_container_metrics() {
+    if !root_or_skip("prometheus_scrapes_container_metrics") {
+        return;
+    }
+    let env = Env::up();
+    let d = Daemon::start(&["--cri-endpoint", &env.socket]);
+    let prom = Prometheus::start(&d.metrics_addr());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let uid = format!("metered-{}", std::process::id());
+    let script = "for i in 1 2 3 4 5; do /bin/true; done; exec /bin/sleep 60";
+    let (sandbox, cid) = rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        let (sandbox, cid) = run_pod(&mut c, "metered", &uid, "worker", &["/bin/sh", "-c", script]).await;
+        (sandbox, cid)
+    });
+    d.wait_for("worker sleeps", 15, |v| is_kind(v, "exec") && v["exec"]["args"] == serde_json::json!(["/bin/sleep", "60"]));
+    rt.block_on(async {
+        let mut c = client(&env.socket).await;
+        let r = c.exec_sync(ExecSyncRequest { container_id: cid.clone(), cmd: vec!["/bin/true".into()], timeout: 10 }).await.expect("ExecSync");
+        assert_eq!(r.into_inner().exit_code, 0);
+    });
+    d.wait_for("runtime exec inside", 15, |v| is_kind(v, "exec") && v["entry_path"] == "runtime_exec" && v["metadata"]["container"] == "worker");
+    // What the JSON stream says, finally resolved (complete, or the late copy of a pending).
+    let count = |path: &str| {
+        d.all(|v| is_kind(v, "exec") && v["exec"]["errno"] == 0 && v["entry_path"] == path && v["metadata"]["container"] == "worker" && v["metadata"]["pod_uid"] == uid.as_str())
+            .len() as f64
+    };
+    let sel = r#"namespace="podtrail",pod="metered",container="worker""#;
+    let execs = prom.wait_value(&format!(r#"podtrail_container_execs_total{{{sel},entry_path="entrypoint"}}"#), |v| v >= 7.0);
+    assert_eq!(execs, count("entrypoint"), "Prometheus and the JSON stream agree on entrypoint execs");
+    let rexecs = prom.wait_value(&format!(r#"podtrail_container_execs_total{{{sel},entry_path="runtime_exec"}}"#), |v| v >= 1.0);
+    assert_eq!(rexecs, count("runtime_exec"));
+    prom.wait_value(&format!(r#"podtrail_container_entries_total{{{sel},entry_path="runtime_exec"}}"#), |v| v == 1.0);
+    prom.wait_value(&format!(r#"podtrail_container_info{{{sel},container_id="{cid}",image="podtrail.local/busybox:1",runtime="containerd"}}"#), |v| v == 1.0);
+    prom.wait_value(&format!(r#"podtrail_container_process_exits_total{{{sel},reason="success"}}"#), |v| v >= 5.0);
+    prom.wait_value(r#"podtrail_events_total{kind="exec"}"#, |v| v >= 8.0);
+    prom.wait_value(r#"podtrail_cri_requests_total{call="ListContainers"}"#, |v| v >= 1.0);
+    prom.wait_value(r#"sum(podtrail_cri_request_duration_seconds_count)"#, |v| v >= 1.0);
+    prom.wait_value(r#"podtrail_containers_tracked"#, |v| v >= 1.0);
+    prom.wait_value(r#"podtrail_build_info"#, |v| v == 1.0);
+    // No id, pid or path ever becomes a label of a container series (ids only in _info).
+    for s in prom.query(r#"{__name__=~"podtrail_container_.+", __name__!="podtrail_container_info"}"#) {
+        let labels: Vec<&String> = s["metric"].as_object().unwrap().keys().collect();
+        for l in &labels {
+            assert!(
+                ["__name__", "namespace", "pod", "container", "entry_path", "reason", "instance", "job"].contains(&l.as_str()),
+                "unexpected label {l} on {s}"
+            );
+        }
+    }
+    // Prometheus scraped with OpenMetrics (what it asks for first) without errors, and the
+    // classic text format passes promtool's lint (promtool parses only that one).
+    prom.wait_value(r#"up{job="podtrail"}"#, |v| v == 1.0);
+    let addr = d.metrics_addr();
+    assert!(http_get(&addr, "/metrics", "application/openmetrics-text; version=1.0.0").ends_with("# EOF\n"));
+    {
+        let accept = "text/plain";
+        let body = http_get(&addr, "/metrics", accept);
+        assert!(!body.contains("# EOF"), "classic text format");
+        let mut lint = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        lint.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = lint.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics ({accept}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    rt.block_on(remove_pod(&env.socket, sandbox));
+    d.stop();
+    drop(env);
+}
+
+#[test]
+fn busy_metrics_port_is_a_warning_not_a_failure() {
+    if !root_or_skip("busy_metrics_port_is_a_warning_not_a_failure") {
+        return;
+    }
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let d = Daemon::start(&["--metrics-addr", &addr, "--no-cri"]);
+    let mut child = Command::new("/bin/true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    d.wait_for("events still flow", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
+    let stderr = d.stop();
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "warning names the address: {stderr}");
+}
+
+#[test]
+fn bad_metrics_address_is_a_clear_error() {
+    let out = Command::new(BIN).args(["run", "--metrics-addr", "localhost:notaport"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metrics.listen") && err.contains("localhost:notaport"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
