@@ -24,6 +24,39 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub otlp: OtlpConfig,
     pub secrets: SecretsConfig,
+    pub anomalies: AnomalyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    pub enabled: bool,
+    /// Rules to switch off, by name (`podtrail` lists them in the README).
+    pub disabled_rules: Vec<String>,
+    /// Program names the shell rule watches for.
+    pub shells: Vec<String>,
+    pub package_managers: Vec<String>,
+    /// crash_loop: this many stops of one pod/container name within the window.
+    pub crash_loop_stops: u32,
+    pub crash_loop_window_ms: u64,
+    pub frozen_threshold_ms: u64,
+    pub runc_init_stuck_ms: u64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        AnomalyConfig {
+            enabled: true,
+            disabled_rules: Vec::new(),
+            shells: s(&["sh", "bash", "ash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox"]),
+            package_managers: s(&["apt", "apt-get", "dpkg", "apk", "yum", "dnf", "rpm", "microdnf", "zypper", "pip", "pip3", "npm"]),
+            crash_loop_stops: 3,
+            crash_loop_window_ms: 600_000,
+            frozen_threshold_ms: 60_000,
+            runc_init_stuck_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -203,6 +236,18 @@ impl Config {
         }
         if self.otlp.queue_size == 0 || self.otlp.batch_size == 0 {
             return Err(ConfigError::Invalid("otlp.queue_size and otlp.batch_size must be > 0".into()));
+        }
+        if let Some(bad) =
+            self.anomalies.disabled_rules.iter().find(|r| !crate::anomaly::RULES.iter().any(|k| k.0 == r.as_str()))
+        {
+            let known: Vec<&str> = crate::anomaly::RULES.iter().map(|r| r.0).collect();
+            return Err(ConfigError::Invalid(format!(
+                "anomalies.disabled_rules: unknown rule {bad:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+        if self.anomalies.crash_loop_stops < 2 {
+            return Err(ConfigError::Invalid("anomalies.crash_loop_stops must be at least 2".into()));
         }
         if !(10..=60_000).contains(&self.freezer_v1.poll_interval_ms) {
             return Err(ConfigError::Invalid(format!(

@@ -75,6 +75,7 @@ pub enum Detail {
     NsChange(NsChangeDetail),
     Oom(OomDetail),
     Cgroup(CgroupDetail),
+    Anomaly(crate::anomaly::AnomalyDetail),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

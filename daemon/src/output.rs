@@ -145,6 +145,7 @@ pub fn text_line(ts: &str, ev: &Event) -> String {
             c.frozen.map(|f| format!(" frozen={f}")).unwrap_or_default(),
             if ev.source == "kernel" { String::new() } else { format!(" via {}", ev.source) }
         ),
+        Detail::Anomaly(a) => format!("{} {}: {}", a.severity.to_uppercase(), a.rule, a.summary),
     };
     format!("{head} {detail}")
 }

@@ -21,6 +21,7 @@ use crate::{
     enrich::Enricher,
     entry::EntryTracker,
     event::Event,
+    anomaly::Anomalies,
     lifecycle::Lifecycle,
     secrets::Masker,
     sink::EventSink,
@@ -68,6 +69,7 @@ pub struct Sinks<W: Write> {
     /// Metrics, OTLP, ...: every event after the output line is written.
     pub exporters: Vec<Box<dyn EventSink>>,
     masker: Masker,
+    anomalies: Anomalies,
     pub stats: Stats,
     seq: u64,
 }
@@ -76,7 +78,7 @@ pub struct Sinks<W: Write> {
 type Flow = Result<(), io::Error>;
 
 impl<W: Write> Sinks<W> {
-    pub fn new(enricher: Option<Enricher>, output: Output<W>, masker: Masker) -> Self {
+    pub fn new(enricher: Option<Enricher>, output: Output<W>, masker: Masker, anomalies: Anomalies) -> Self {
         let host = crate::cri::ns_inodes(std::process::id());
         Sinks {
             enricher,
@@ -85,6 +87,7 @@ impl<W: Write> Sinks<W> {
             output,
             exporters: Vec::new(),
             masker,
+            anomalies,
             stats: Stats::default(),
             seq: 0,
         }
@@ -104,9 +107,32 @@ impl<W: Write> Sinks<W> {
             e.hold(ev.clone(), w);
         }
         *self.stats.by_kind.entry(ev.kind).or_default() += 1;
+        self.finish(ev)
+    }
+
+    /// Writes a numbered, enriched event to every sink, then whatever anomalies it triggers.
+    fn finish(&mut self, ev: Event) -> Flow {
         self.output.event(&ev)?;
         self.export(&ev);
+        let found = self.anomalies.check(&ev);
+        self.emit_anomalies(found)
+    }
+
+    fn emit_anomalies(&mut self, found: Vec<Event>) -> Flow {
+        for mut a in found {
+            self.seq += 1;
+            a.seq = self.seq;
+            *self.stats.by_kind.entry(a.kind).or_default() += 1;
+            self.output.event(&a)?;
+            self.export(&a);
+        }
         Ok(())
+    }
+
+    /// Timer-based anomaly rules, once a second.
+    fn tick(&mut self) -> Flow {
+        let found = self.anomalies.tick(clock::boot_ns());
+        self.emit_anomalies(found)
     }
 
     fn export(&mut self, ev: &Event) {
@@ -126,8 +152,7 @@ impl<W: Write> Sinks<W> {
             self.seq += 1;
             ev.seq = self.seq;
             self.stats.late += 1;
-            self.output.event(&ev)?;
-            self.export(&ev);
+            self.finish(ev)?;
         }
         Ok(())
     }
@@ -189,6 +214,7 @@ fn report_drops<W: Write>(drops: &mut DropCounters, sinks: &mut Sinks<W>) -> Flo
     for s in &mut sinks.exporters {
         s.tick();
     }
+    sinks.tick()?;
     sinks.output.flush()
 }
 

@@ -22,6 +22,7 @@ use crate::{
     enrich::{CreatedCgroups, Enricher},
     pipeline::{self, Pipeline, Sinks},
     preflight,
+    anomaly::Anomalies,
     metrics,
     secrets::Masker,
     sink::EventSink,
@@ -82,7 +83,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut pipeline = Pipeline {
         ring,
         drops: DropCounters::new(drops),
-        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout()), Masker::new(&cfg.secrets)),
+        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout()), Masker::new(&cfg.secrets), Anomalies::new(cfg.anomalies.clone())),
         drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
     };
     pipeline.sinks.exporters = exporters;

@@ -47,6 +47,12 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyLabels {
+    pub rule: &'static str,
+    pub severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
     pub reason: &'static str,
     pub kind: &'static str,
@@ -83,6 +89,7 @@ pub struct Families {
     pub frozen_seconds: Family<ContainerLabels, Counter<f64>>,
     pub info: Family<ContainerInfoLabels, Gauge>,
     pub events: Family<KindLabels, Counter>,
+    pub anomalies: Family<AnomalyLabels, Counter>,
     pub late_reemits: Counter,
     pub dropped: Family<DropLabels, Counter>,
     pub ringbuf_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -109,6 +116,7 @@ impl Families {
             frozen_seconds: Default::default(),
             info: Default::default(),
             events: Default::default(),
+            anomalies: Default::default(),
             late_reemits: Default::default(),
             dropped: Default::default(),
             ringbuf_fill: Default::default(),
@@ -152,6 +160,7 @@ impl Families {
         r.register("container_frozen_seconds", "Time the container spent frozen, counted at each thaw", f.frozen_seconds.clone());
         r.register("container_info", "Identity of a container podtrail saw (value 1)", f.info.clone());
         r.register("events", "Events read from the kernel (and the v1 freezer poller), by kind", f.events.clone());
+        r.register("anomalies", "Anomalies raised by the built-in rules, by rule and severity", f.anomalies.clone());
         r.register("late_reemits", "Events re-emitted once their container's metadata arrived", f.late_reemits.clone());
         r.register("dropped_events", "Events lost, by reason and kind (never silently)", f.dropped.clone());
         r.register(

@@ -250,6 +250,10 @@ impl EventSink for MetricsSink {
         } else {
             self.f.events.get_or_create(&KindLabels { kind: ev.kind }).inc();
         }
+        if let Detail::Anomaly(a) = &ev.detail {
+            self.f.anomalies.get_or_create(&AnomalyLabels { rule: a.rule, severity: a.severity }).inc();
+            return;
+        }
         // An entry into a container from outside is counted on the entered container.
         if let Detail::NsChange(n) = &ev.detail
             && ev.entry_started

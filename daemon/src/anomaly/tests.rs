@@ -1,0 +1,167 @@
+use std::{collections::BTreeMap, sync::Arc};
+
+use super::*;
+use crate::{
+    config::AnomalyConfig,
+    event::{ContainerExit, ExecDetail, ExitDetail, NsChangeDetail},
+};
+
+fn meta(image: &str) -> Arc<ContainerMeta> {
+    Arc::new(ContainerMeta {
+        namespace: "default".into(),
+        pod: "web".into(),
+        pod_uid: "u1".into(),
+        container: "app".into(),
+        container_id: "c1".into(),
+        image: image.into(),
+        runtime: "containerd".into(),
+        pid: 100,
+        attempt: 0,
+        labels: BTreeMap::new(),
+        ns: NsInodes::default(),
+        ephemeral_of: None,
+    })
+}
+
+fn ev(seq: u64, tgid: u32, comm: &str, m: Option<Arc<ContainerMeta>>, entry_path: &'static str, detail: Detail) -> Event {
+    Event {
+        seq,
+        ts_boot_ns: seq * 1_000_000_000,
+        kind: "x",
+        source: "kernel",
+        process: Process { pid: tgid, tgid, ppid: 1, comm: comm.into(), ..Default::default() },
+        cgroup_id: 7,
+        ns: NsInodes::default(),
+        metadata: match m {
+            Some(c) => Metadata { state: "complete", container: Some(c), late_of: None },
+            None => Metadata::host(),
+        },
+        entry_path,
+        entry_started: false,
+        detail,
+    }
+}
+
+fn exec(path: &str, args: &[&str]) -> Detail {
+    Detail::Exec(ExecDetail {
+        filename: path.into(),
+        filename_truncated: false,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        args_truncated: false,
+        args_unreadable: false,
+        args_masked: false,
+        errno: 0,
+        error: None,
+        syscall: "execve",
+        dirfd: None,
+    })
+}
+
+fn exit(code: u32, container_exit: Option<ContainerExit>) -> Detail {
+    Detail::Exit(ExitDetail {
+        code: Some(code),
+        signal: None,
+        signal_name: None,
+        core_dumped: false,
+        raw: code << 8,
+        leader: true,
+        group_dead: Some(true),
+        ns_pid: 1,
+        container_exit,
+    })
+}
+
+fn rules(found: &[Event]) -> Vec<&'static str> {
+    found
+        .iter()
+        .map(|e| match &e.detail {
+            Detail::Anomaly(a) => a.rule,
+            _ => "not an anomaly",
+        })
+        .collect()
+}
+
+#[test]
+fn a_shell_is_an_anomaly_only_where_the_entrypoint_never_runs_one() {
+    let mut a = Anomalies::new(AnomalyConfig::default());
+    let distroless = meta("distroless:1");
+    assert!(a.check(&ev(1, 100, "server", Some(distroless.clone()), "entrypoint", exec("/server", &["/server"]))).is_empty());
+    // busybox multi-call: `/busybox sh -c ...` is a shell.
+    let found = a.check(&ev(2, 200, "runc:[2:INIT]", Some(distroless.clone()), "runtime_exec", exec("/busybox", &["/busybox", "sh", "-c", "id"])));
+    assert_eq!(rules(&found), ["shell_in_container"]);
+    assert_eq!(found[0].metadata.container.as_ref().unwrap().container, "app");
+    // An image whose entrypoint is a shell script: its shells are normal.
+    let scripted = meta("scripted:1");
+    assert!(a.check(&ev(3, 300, "runc", Some(scripted.clone()), "entrypoint", exec("/bin/sh", &["/bin/sh", "-c", "run"]))).is_empty());
+    assert!(a.check(&ev(4, 301, "runc", Some(scripted), "runtime_exec", exec("/bin/sh", &["sh"]))).is_empty());
+}
+
+#[test]
+fn entering_a_container_names_actor_target_and_parents() {
+    let mut a = Anomalies::new(AnomalyConfig::default());
+    let m = meta("img");
+    a.check(&ev(1, 50, "bash", None, "host", exec("/bin/bash", &["bash"])));
+    a.check(&ev(2, 50, "bash", None, "host", Detail::Fork(crate::event::ForkDetail {
+        child_pid: 60,
+        child_tgid: 60,
+        thread: false,
+        clone_flags: None,
+        new_namespaces: vec![],
+    })));
+    let mut setns = ev(3, 60, "nsenter", None, "nsenter", Detail::NsChange(NsChangeDetail {
+        op: "setns",
+        flags: 0,
+        requested: vec![],
+        fd: Some(3),
+        errno: 0,
+        error: None,
+        changed: vec!["mnt", "net"],
+        before: NsInodes::default(),
+        target: Some(m),
+    }));
+    setns.process.ppid = 50;
+    setns.entry_started = true;
+    let found = a.check(&setns);
+    assert_eq!(rules(&found), ["container_entered"]);
+    let Detail::Anomaly(d) = &found[0].detail else { unreachable!() };
+    assert!(d.summary.contains("nsenter(pid 60, uid 0) entered mnt+net of default/web/app via nsenter"), "{}", d.summary);
+    assert!(d.summary.contains("parents: bash(50)"), "{}", d.summary);
+    assert_eq!(d.related_seq, Some(3));
+    // The same session's next setns is not a new entry.
+    setns.entry_started = false;
+    assert!(a.check(&setns).is_empty());
+}
+
+#[test]
+fn crash_loop_fires_from_the_third_stop_in_the_window() {
+    let mut a = Anomalies::new(AnomalyConfig::default());
+    let m = meta("img");
+    for (i, expect) in [(0u32, 0usize), (1, 0), (2, 1)] {
+        let ce = ContainerExit { restart_count: i, attempt: i, since_previous_exit_ns: None };
+        let found = a.check(&ev(10 + u64::from(i), 100 + i, "sh", Some(m.clone()), "entrypoint", exit(3, Some(ce))));
+        assert_eq!(found.len(), expect, "stop {i}");
+    }
+}
+
+#[test]
+fn runc_init_that_never_execs_is_stuck_then_failed() {
+    let cfg = AnomalyConfig { runc_init_stuck_ms: 2_000, ..Default::default() };
+    let mut a = Anomalies::new(cfg);
+    let m = meta("img");
+    a.check(&ev(1, 900, "runc:[2:INIT]", Some(m.clone()), "entrypoint", Detail::Fork(crate::event::ForkDetail {
+        child_pid: 901,
+        child_tgid: 900,
+        thread: true,
+        clone_flags: None,
+        new_namespaces: vec![],
+    })));
+    assert!(a.tick(2_000_000_000).is_empty(), "not past the threshold yet");
+    let stuck = a.tick(4_000_000_000);
+    assert_eq!(rules(&stuck), ["runc_init_stuck"]);
+    assert!(a.tick(9_000_000_000).is_empty(), "reported once");
+    let failed = a.check(&ev(10, 900, "runc:[2:INIT]", Some(m), "entrypoint", exit(1, None)));
+    assert_eq!(rules(&failed), ["entrypoint_failed"]);
+    // A runc init that execs its entrypoint is neither.
+    a.check(&ev(11, 950, "runc:[2:INIT]", None, "entrypoint", exec("/bin/sleep", &["sleep"])));
+    assert!(a.tick(60_000_000_000).is_empty());
+}
