@@ -16,6 +16,7 @@
 # Images (built once, no registry or docker, cached in $PODTRAIL_CACHE/images):
 #   podtrail.local/pause:1    static C pause (sandbox image)
 #   podtrail.local/busybox:1  Debian busybox-static, /bin/<applet> symlinks (use absolute paths)
+#   podtrail.local/distroless:1  one static binary, /busybox, and no shell on any path
 #
 # Environment overrides:
 #   PODTRAIL_CACHE      (default $HOME/.cache/podtrail)
@@ -44,6 +45,8 @@ PAUSE_REF="podtrail.local/pause:1"
 BUSYBOX_REF="podtrail.local/busybox:1"
 PAUSE_TAR="$IMG_DIR/pause-1-r$IMAGE_RECIPE.oci.tar"
 BUSYBOX_TAR="$IMG_DIR/busybox-1-r$IMAGE_RECIPE.oci.tar"
+DISTROLESS_REF="podtrail.local/distroless:1"
+DISTROLESS_TAR="$IMG_DIR/distroless-1-r$IMAGE_RECIPE.oci.tar"
 
 # grep -q exits at the first match; under pipefail the writer's SIGPIPE then fails the
 # whole pipeline. `has` reads all of its input.
@@ -128,6 +131,18 @@ EOF
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
     mk_oci_tar "$r" "$BUSYBOX_REF" '[]' '["/bin/sh"]' "$BUSYBOX_TAR.tmp"
     mv "$BUSYBOX_TAR.tmp" "$BUSYBOX_TAR"
+    rm -rf "$work"
+  fi
+  if [ ! -s "$DISTROLESS_TAR" ]; then
+    # Like a distroless image: a single static program, no shell anywhere on a path.
+    log "building $DISTROLESS_REF"
+    local work; work="$(mktemp -d)"
+    local r="$work/rootfs"
+    mkdir -p "$r/etc" "$r/tmp" "$r/proc" "$r/sys" "$r/dev"
+    cp /bin/busybox "$r/busybox"
+    printf 'root:x:0:0:root:/:/nonexistent\n' >"$r/etc/passwd"
+    mk_oci_tar "$r" "$DISTROLESS_REF" '["/busybox"]' '["sleep", "600"]' "$DISTROLESS_TAR.tmp"
+    mv "$DISTROLESS_TAR.tmp" "$DISTROLESS_TAR"
     rm -rf "$work"
   fi
 }
@@ -341,7 +356,7 @@ start_containerd() {
 
 import_images() {
   local tar ref
-  for pair in "$PAUSE_TAR=$PAUSE_REF" "$BUSYBOX_TAR=$BUSYBOX_REF"; do
+  for pair in "$PAUSE_TAR=$PAUSE_REF" "$BUSYBOX_TAR=$BUSYBOX_REF" "$DISTROLESS_TAR=$DISTROLESS_REF"; do
     tar="${pair%%=*}"; ref="${pair#*=}"
     if ctr --address "$SOCK" -n "$NS" images ls -q 2>/dev/null | has -x "$ref"; then
       continue

@@ -44,6 +44,13 @@ fn oom_in_container_names_container_limit_and_init() {
     let exit = resolved(&d, &exit, |v| !v["exit"]["container_exit"].is_null());
     assert_eq!(exit["exit"]["signal_name"], "SIGKILL", "{exit}");
     assert_eq!(exit["exit"]["container_exit"]["restart_count"], 0, "{exit}");
+    // The oom_kill anomaly, in the operator's words.
+    let a = d.wait_for("oom anomaly", 10, |v| is_kind(v, "anomaly") && v["anomaly"]["rule"] == "oom_kill");
+    assert_eq!(a["anomaly"]["severity"], "critical");
+    assert_eq!(a["metadata"]["container"], "oomer");
+    let summary = a["anomaly"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("OOM kill of dd(pid"), "{summary}");
+    assert!(summary.contains("in podtrail/hungry/oomer: usage ") && summary.contains(" of limit 32 MiB; it was the container's init"), "{summary}");
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
     drop(env);
@@ -57,7 +64,10 @@ fn pause_and_resume_through_containerd() {
         return;
     }
     let env = Env::up();
-    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--freezer-poll-ms", "50"]);
+    let cfg = std::env::temp_dir().join(format!("podtrail-pause-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "[anomalies]\nfrozen_threshold_ms = 200\n").unwrap();
+    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--freezer-poll-ms", "50", "--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("pause-{}", std::process::id());
     let (sandbox, cid) = rt.block_on(async {
@@ -82,6 +92,10 @@ fn pause_and_resume_through_containerd() {
     }
     let held = thaw["cgroup"]["frozen_duration_ns"].as_u64().expect("frozen duration on thaw");
     assert!((400_000_000..5_000_000_000).contains(&held), "paused ~600 ms, measured {held} ns: {thaw}");
+    // Frozen past the (test-sized) 200 ms threshold: one frozen_too_long anomaly.
+    let a = d.wait_for("frozen too long", 10, |v| is_kind(v, "anomaly") && v["anomaly"]["rule"] == "frozen_too_long");
+    assert_eq!(a["metadata"]["container"], "sleeper", "{a}");
+    assert!(a["anomaly"]["related_seq"].is_null());
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
     drop(env);
@@ -121,6 +135,17 @@ fn crash_loop_counts_restarts() {
         } else {
             let prev = stops.last().unwrap()["ts_boot_ns"].as_u64().unwrap();
             assert_eq!(ce["since_previous_exit_ns"], exit["ts_boot_ns"].as_u64().unwrap() - prev, "{exit}");
+        }
+        // The third stop within the window is a crash loop.
+        let loops = d.all(|v| is_kind(v, "anomaly") && v["anomaly"]["rule"] == "crash_loop");
+        if attempt < 2 {
+            assert!(loops.is_empty(), "too early for a crash loop: {loops:?}");
+        } else {
+            let a = d.wait_for("crash loop", 10, |v| is_kind(v, "anomaly") && v["anomaly"]["rule"] == "crash_loop");
+            let summary = a["anomaly"]["summary"].as_str().unwrap();
+            assert!(summary.starts_with("podtrail/crashy/crasher stopped 3 times within 600 s"), "{summary}");
+            assert!(summary.ends_with("last: exit code 3"), "{summary}");
+            assert_eq!(a["anomaly"]["related_seq"], exit["seq"]);
         }
         stops.push(exit);
         std::thread::sleep(Duration::from_millis(200)); // a (very short) back-off

@@ -78,9 +78,8 @@ impl Anomalies {
         let mut out = Vec::new();
         rules::track(&mut self.state, ev);
         let found = rules::on_event(&mut self.state, &self.cfg, ev);
-        for (container, detail) in found {
+        for (actor, container, detail) in found {
             if self.enabled(detail.rule) {
-                let actor = if detail.rule == "entrypoint_failed" { Process::default() } else { ev.process.clone() };
                 out.push(anomaly(ev.ts_boot_ns, actor, container, detail));
             }
         }

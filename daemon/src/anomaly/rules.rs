@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{
     AnomalyDetail,
-    state::{Frozen, MAX_EXES_PER_IMAGE, MAX_IMAGES, MAX_INITS, MAX_KEYS, MAX_PROCS, Proc, RuncInit, State, bounded_insert},
+    state::{Frozen, MAX_EXES_PER_IMAGE, MAX_IMAGES, MAX_INITS, MAX_KEYS, MAX_PROCS, Proc, RuncInit, Session, State, bounded_insert},
 };
 use crate::{
     config::AnomalyConfig,
@@ -51,15 +51,59 @@ fn program(filename: &str, args: &[String]) -> String {
     }
 }
 
-/// "bash(812) <- sshd(640)": the actor's ancestors as far as they are known.
+/// "bash(812) <- sshd(640)": the actor's ancestors, from what the events told us or, for
+/// processes older than the daemon, from /proc (only when an anomaly is written: rare).
 fn parents(s: &State, mut ppid: u32) -> String {
     let mut chain = Vec::new();
     while ppid > 1 && chain.len() < 4 {
-        let Some(p) = s.procs.get(&ppid) else { break };
-        chain.push(format!("{}({ppid})", p.comm));
-        ppid = p.ppid;
+        let (next, comm) = match s.procs.get(&ppid) {
+            Some(p) => (p.ppid, p.comm.clone()),
+            None => match proc_stat(ppid) {
+                Some(x) => x,
+                None => break,
+            },
+        };
+        chain.push(format!("{comm}({ppid})"));
+        ppid = next;
     }
     if chain.is_empty() { "unknown".into() } else { chain.join(" <- ") }
+}
+
+/// (ppid, comm) from /proc/<pid>/stat; comm may contain spaces and parentheses.
+fn proc_stat(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let ppid = tail.split_whitespace().nth(1)?.parse().ok()?;
+    Some((ppid, comm))
+}
+
+/// Reports an ended session, or parks it until its target is known.
+fn end_session(s: &mut State, session: Session) -> Option<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
+    if session.target.is_some() {
+        return Some(entered(session));
+    }
+    if s.parked.len() >= MAX_KEYS {
+        s.parked.clear();
+    }
+    s.parked.insert(session.seq, session);
+    None
+}
+
+/// The container_entered anomaly of a finished entry session (its target is known).
+fn entered(mut s: Session) -> (Process, Option<Arc<ContainerMeta>>, AnomalyDetail) {
+    // One spelling whatever order the tool joined them in.
+    const ORDER: [&str; 8] = ["mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time"];
+    s.changed.sort_by_key(|c| ORDER.iter().position(|o| o == c).unwrap_or(ORDER.len()));
+    let how = if s.entry_path == "runtime_exec" { "a runtime exec (kubectl/crictl exec)" } else { "nsenter from the host" };
+    let what = format!(
+        "{} entered {} of {} via {how}; parents: {}",
+        actor(&s.process),
+        s.changed.join("+"),
+        s.target.as_deref().map(name).unwrap_or_default(),
+        s.parents
+    );
+    (s.process, s.target, detail("container_entered", what, Some(s.seq)))
 }
 
 fn actor(p: &Process) -> String {
@@ -90,8 +134,15 @@ pub fn track(s: &mut State, ev: &Event) {
     }
 }
 
-pub fn on_event(s: &mut State, cfg: &AnomalyConfig, ev: &Event) -> Vec<(Option<Arc<ContainerMeta>>, AnomalyDetail)> {
-    let mut out = Vec::new();
+/// (actor, container concerned, detail) of each anomaly `ev` triggers.
+pub fn on_event(s: &mut State, cfg: &AnomalyConfig, ev: &Event) -> Vec<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
+    let mut out: Vec<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> = Vec::new();
+    let me = ev.process.clone();
+    // An entry session ends when the entering process runs something (or exits).
+    let ends_session = matches!(&ev.detail, Detail::Exec(_)) || matches!(&ev.detail, Detail::Exit(x) if x.leader);
+    if ends_session && let Some(session) = s.sessions.remove(&ev.process.tgid) {
+        out.extend(end_session(s, session));
+    }
     let seq = Some(ev.seq);
     let here = ev.metadata.container.clone();
     if let Some(m) = &here
@@ -106,32 +157,53 @@ pub fn on_event(s: &mut State, cfg: &AnomalyConfig, ev: &Event) -> Vec<(Option<A
             "ephemeral container {} joined the pid namespace of {}/{}/{target} (image {})",
             m.container, m.namespace, m.pod, m.image
         );
-        out.push((here.clone(), detail("container_entered", what, seq)));
+        out.push((me.clone(), here.clone(), detail("container_entered", what, seq)));
     }
     match &ev.detail {
-        Detail::NsChange(n) if n.op == "setns" && ev.entry_started => {
-            if let Some(t) = &n.target {
-                let how = if ev.entry_path == "runtime_exec" { "a runtime exec (kubectl/crictl exec)" } else { "nsenter from the host" };
-                let what = format!(
-                    "{} entered {} of {} via {how}; parents: {}",
-                    actor(&ev.process),
-                    n.changed.join("+"),
-                    name(t),
-                    parents(s, ev.process.ppid)
-                );
-                out.push((Some(t.clone()), detail("container_entered", what, seq)));
+        // The late copy of a session's first setns: now the entered container is known.
+        Detail::NsChange(n) if n.op == "setns" && ev.metadata.state == "late" => {
+            let first = ev.metadata.late_of;
+            if let (Some(t), Some(seq)) = (&n.target, first) {
+                if let Some(mut parked) = s.parked.remove(&seq) {
+                    parked.target = Some(t.clone());
+                    out.push(entered(parked));
+                } else if let Some(open) = s.sessions.values_mut().find(|o| o.seq == seq) {
+                    open.target = Some(t.clone());
+                }
+            }
+        }
+        Detail::NsChange(n) if n.op == "setns" && n.errno == 0 => {
+            if let Some(open) = s.sessions.get_mut(&ev.process.tgid) {
+                for c in &n.changed {
+                    if !open.changed.contains(c) {
+                        open.changed.push(c);
+                    }
+                }
+                if open.target.is_none() {
+                    open.target = n.target.clone();
+                }
+            } else if ev.entry_started && s.sessions.len() < MAX_KEYS {
+                let session = Session {
+                    seq: ev.seq,
+                    process: me.clone(),
+                    entry_path: ev.entry_path,
+                    target: n.target.clone(),
+                    changed: n.changed.clone(),
+                    parents: parents(s, ev.process.ppid),
+                };
+                s.sessions.insert(ev.process.tgid, session);
             }
         }
         Detail::NsChange(n) if n.op == "unshare" && n.errno == 0 && n.requested.contains(&"user") => {
             if let Some(m) = &here {
                 let what = format!("{} created a user namespace (unshare) in {}", actor(&ev.process), name(m));
-                out.push((here.clone(), detail("userns_in_container", what, seq)));
+                out.push((me.clone(), here.clone(), detail("userns_in_container", what, seq)));
             }
         }
         Detail::Fork(f) if f.new_namespaces.contains(&"user") => {
             if let Some(m) = &here {
                 let what = format!("{} created a user namespace (clone) in {}", actor(&ev.process), name(m));
-                out.push((here.clone(), detail("userns_in_container", what, seq)));
+                out.push((me.clone(), here.clone(), detail("userns_in_container", what, seq)));
             }
         }
         Detail::Exec(x) if x.errno != 0 => {
@@ -159,7 +231,7 @@ pub fn on_event(s: &mut State, cfg: &AnomalyConfig, ev: &Event) -> Vec<(Option<A
                         ev.entry_path,
                         parents(s, ev.process.ppid)
                     );
-                    out.push((here.clone(), detail("shell_in_container", what, seq)));
+                    out.push((me.clone(), here.clone(), detail("shell_in_container", what, seq)));
                 }
             }
         }
@@ -173,10 +245,10 @@ pub fn on_event(s: &mut State, cfg: &AnomalyConfig, ev: &Event) -> Vec<(Option<A
                 let container = init.container.or(here.clone());
                 let whose = container.as_deref().map(name).unwrap_or_else(|| format!("cgroup {}", ev.cgroup_id));
                 let what = format!("entrypoint of {whose} failed: {why} (runc init exit {status})");
-                out.push((container, detail("entrypoint_failed", what, seq)));
+                out.push((Process::default(), container, detail("entrypoint_failed", what, seq)));
             }
             if let (Some(ce), Some(m)) = (&x.container_exit, &here) {
-                out.extend(crash_loop(s, cfg, ev, m, ce.restart_count));
+                out.extend(crash_loop(s, cfg, ev, m, ce.restart_count).map(|(c, d)| (me.clone(), c, d)));
             }
             s.procs.remove(&ev.process.tgid);
         }
@@ -192,7 +264,7 @@ pub fn on_event(s: &mut State, cfg: &AnomalyConfig, ev: &Event) -> Vec<(Option<A
                     mib(o.memory_limit_bytes),
                     if o.victim_is_init == Some(true) { "; it was the container's init: the container stops" } else { "" }
                 );
-                out.push((here.clone(), detail("oom_kill", what, seq)));
+                out.push((me.clone(), here.clone(), detail("oom_kill", what, seq)));
             }
         }
         Detail::Cgroup(c) => {

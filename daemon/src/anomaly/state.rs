@@ -34,8 +34,25 @@ pub struct RuncInit {
     pub reported: bool,
 }
 
+/// An entry into a container (nsenter / runtime exec), reported once the entering process
+/// has joined every namespace it asked for: at its exec (or exit).
+pub struct Session {
+    pub seq: u64,
+    pub process: Process,
+    pub entry_path: &'static str,
+    /// None until CRI knows the entered container (then a `late` copy of the first setns
+    /// brings it).
+    pub target: Option<Arc<ContainerMeta>>,
+    pub changed: Vec<&'static str>,
+    pub parents: String,
+}
+
 #[derive(Default)]
 pub struct State {
+    /// tgid -> entry session not reported yet.
+    pub sessions: HashMap<u32, Session>,
+    /// Ended sessions still waiting for their target, by the first setns's seq.
+    pub parked: HashMap<u64, Session>,
     pub procs: HashMap<u32, Proc>,
     /// image -> executables its containers ran from their entrypoint.
     pub baseline: HashMap<String, HashSet<String>>,

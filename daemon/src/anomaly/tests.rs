@@ -121,15 +121,22 @@ fn entering_a_container_names_actor_target_and_parents() {
     }));
     setns.process.ppid = 50;
     setns.entry_started = true;
-    let found = a.check(&setns);
+    assert!(a.check(&setns).is_empty(), "reported once the process joined everything it asked for");
+    // The same session's next setns adds its namespaces.
+    setns.entry_started = false;
+    setns.seq = 4;
+    if let Detail::NsChange(n) = &mut setns.detail {
+        n.changed = vec!["uts"];
+    }
+    assert!(a.check(&setns).is_empty());
+    let found = a.check(&ev(5, 60, "true", None, "nsenter", exec("/bin/true", &["true"])));
     assert_eq!(rules(&found), ["container_entered"]);
     let Detail::Anomaly(d) = &found[0].detail else { unreachable!() };
-    assert!(d.summary.contains("nsenter(pid 60, uid 0) entered mnt+net of default/web/app via nsenter"), "{}", d.summary);
+    assert!(d.summary.contains("nsenter(pid 60, uid 0) entered mnt+net+uts of default/web/app via nsenter"), "{}", d.summary);
     assert!(d.summary.contains("parents: bash(50)"), "{}", d.summary);
     assert_eq!(d.related_seq, Some(3));
-    // The same session's next setns is not a new entry.
-    setns.entry_started = false;
-    assert!(a.check(&setns).is_empty());
+    assert_eq!(found[0].process.comm, "nsenter", "the actor as it entered");
+    assert!(a.check(&ev(6, 60, "true", None, "nsenter", exec("/bin/true", &["true"]))).is_empty(), "one per session");
 }
 
 #[test]
