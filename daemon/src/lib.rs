@@ -13,6 +13,7 @@ pub mod freezer_v1;
 pub mod kernel;
 pub mod lifecycle;
 pub mod loader;
+pub mod otlp;
 pub mod output;
 pub mod pipeline;
 pub mod preflight;

@@ -32,6 +32,12 @@ pub struct RunOptions {
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let cfg = &opts.config;
+    let output = Output::new(opts.format, std::io::stdout());
+    // Before loading anything: a malformed endpoint is a start-up error.
+    let otlp = match cfg.otlp.endpoint.is_empty() {
+        true => None,
+        false => Some(crate::otlp::OtlpSink::start(&cfg.otlp, output.clock())?),
+    };
     preflight::check_privileges()?;
     preflight::check_btf(&opts.btf)?;
     let btf = Btf::from_file(&opts.btf)?;
@@ -74,10 +80,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     );
 
     let enricher = start_cri(cfg, &mounts);
+    let mut sinks = Sinks::new(enricher, output);
+    sinks.exporters.extend(otlp.map(|s| Box::new(s) as Box<dyn crate::sink::EventSink>));
     let pipeline = Pipeline {
         ring,
         drops: DropCounters::new(drops),
-        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout())),
+        sinks,
         drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
     };
     let stats = pipeline.run(rx, shutdown_signal()).await?;
