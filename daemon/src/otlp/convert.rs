@@ -117,6 +117,15 @@ pub fn exit_attrs(x: &crate::event::ExitDetail, out: &mut Vec<KeyValue>) {
     }
 }
 
+/// A low-cardinality span name for an exec: the binary's name, or argv[0]'s when the
+/// path says nothing (`/proc/self/exe`, `/dev/fd/N`: busybox applets, fexecve).
+pub fn exec_name<'a>(filename: &'a str, args: &'a [String]) -> &'a str {
+    match args.first() {
+        Some(a0) if filename.starts_with("/proc/") || filename.starts_with("/dev/fd/") => basename(a0),
+        _ => basename(filename),
+    }
+}
+
 pub fn basename(path: &str) -> &str {
     path.rsplit('/').next().filter(|b| !b.is_empty()).unwrap_or(path)
 }
@@ -289,6 +298,10 @@ mod tests {
         assert_eq!(basename("/bin/true"), "true");
         assert_eq!(basename("sh"), "sh");
         assert_eq!(basename("/weird/"), "/weird/");
+        let args = vec!["sleep".to_string(), "30".to_string()];
+        assert_eq!(exec_name("/proc/self/exe", &args), "sleep");
+        assert_eq!(exec_name("/bin/sleep", &args), "sleep");
+        assert_eq!(exec_name("/proc/self/exe", &[]), "exe");
     }
 
     #[test]

@@ -167,6 +167,18 @@ impl State<'_> {
     }
 }
 
+/// A failure: its description, and its root cause, which says whether it is a new one.
+struct Failure {
+    msg: String,
+    cause: String,
+}
+
+impl Failure {
+    fn plain(msg: String) -> Failure {
+        Failure { cause: msg.clone(), msg }
+    }
+}
+
 /// Warns once per distinct failure (naming the collector), and once when it recovers.
 struct Health {
     endpoint: String,
@@ -174,13 +186,14 @@ struct Health {
 }
 
 impl Health {
-    fn failed(&mut self, what: &str, err: String) {
-        if self.last_error.as_deref() != Some(err.as_str()) {
+    fn failed(&mut self, what: &str, f: Failure) {
+        if self.last_error.as_deref() != Some(f.cause.as_str()) {
             tracing::warn!(
-                "OTLP {what} to {} failed: {err}; the daemon keeps running, retries with every batch and counts what it drops",
-                self.endpoint
+                "OTLP {what} to {} failed: {}; the daemon keeps running, retries with every batch and counts what it drops",
+                self.endpoint,
+                f.msg
             );
-            self.last_error = Some(err);
+            self.last_error = Some(f.cause);
         }
     }
 
@@ -196,30 +209,28 @@ impl Health {
 }
 
 /// An error and its sources on one line (tonic's Display alone says "transport error").
-fn chain(e: &dyn std::error::Error) -> String {
+fn chain(e: &dyn std::error::Error) -> Failure {
     let mut msg = e.to_string();
+    let mut cause = msg.clone();
     let mut src = e.source();
     while let Some(s) = src {
-        let part = s.to_string();
-        if !msg.contains(&part) {
+        cause = s.to_string();
+        if !msg.contains(&cause) {
             msg.push_str(": ");
-            msg.push_str(&part);
+            msg.push_str(&cause);
         }
         src = s.source();
     }
-    msg
+    Failure { msg, cause }
 }
 
-fn describe(status: &tonic::Status) -> String {
-    let mut msg = format!("{:?}: {}", status.code(), status.message());
-    if let Some(src) = std::error::Error::source(status) {
-        let rest = chain(src);
-        if !msg.contains(&rest) {
-            msg.push_str(": ");
-            msg.push_str(&rest);
-        }
+fn describe(status: &tonic::Status) -> Failure {
+    let msg = format!("{:?}: {}", status.code(), status.message());
+    match std::error::Error::source(status).map(chain) {
+        Some(inner) if msg.contains(&inner.msg) => Failure { msg, cause: inner.cause },
+        Some(inner) => Failure { msg: format!("{msg}: {}", inner.msg), cause: inner.cause },
+        None => Failure::plain(msg),
     }
-    msg
 }
 
 fn retryable(code: tonic::Code) -> bool {
@@ -244,7 +255,7 @@ async fn send_loop(
             endpoint.connect_lazy()
         }
         Err(_) => {
-            health.failed("connect", format!("no connection within {timeout:?}"));
+            health.failed("connect", Failure::plain(format!("no connection within {timeout:?}")));
             endpoint.connect_lazy()
         }
     };
@@ -265,12 +276,12 @@ async fn send_loop(
                     counters.failed.fetch_add(rejected.0, Relaxed);
                     match rejected {
                         (0, _) => health.ok(),
-                        (r, msg) => health.failed("export", format!("the collector rejected {r} records: {msg}")),
+                        (r, msg) => health.failed("export", Failure::plain(format!("the collector rejected {r} records: {msg}"))),
                     }
                     break;
                 }
                 Err((code, err)) if attempt < attempts && code.is_none_or(retryable) => {
-                    tracing::debug!("OTLP export attempt {attempt} failed: {err}; retrying");
+                    tracing::debug!("OTLP export attempt {attempt} failed: {}; retrying", err.msg);
                     tokio::time::sleep(RETRY_BACKOFF * attempt).await;
                 }
                 Err((_, err)) => {
@@ -290,8 +301,8 @@ enum Request {
 
 /// (rejected records, the collector's message).
 type Accepted = (u64, String);
-/// (gRPC code, or none for a timeout; description).
-type Failed = (Option<tonic::Code>, String);
+/// (gRPC code, or none for a timeout; what went wrong).
+type Failed = (Option<tonic::Code>, Failure);
 
 impl Request {
     fn new(batch: Batch, resource: &Resource) -> Request {
@@ -339,7 +350,7 @@ impl Request {
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(accepted)) => Ok(accepted),
             Ok(Err(status)) => Err((Some(status.code()), describe(&status))),
-            Err(_) => Err((None, format!("no answer within {timeout:?}"))),
+            Err(_) => Err((None, Failure::plain(format!("no answer within {timeout:?}")))),
         }
     }
 }

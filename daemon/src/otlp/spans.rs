@@ -375,7 +375,7 @@ impl Spans {
             trace,
             id,
             parent: Some(parent),
-            name: convert::basename(&e.filename).to_string(),
+            name: convert::exec_name(&e.filename, &e.args).to_string(),
             start: ts,
             attrs,
             events: Vec::new(),
