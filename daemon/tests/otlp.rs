@@ -37,6 +37,8 @@ struct Collected {
     logs: Arc<Mutex<Vec<LogRecord>>>,
     /// `service.name` of every resource seen.
     services: Arc<Mutex<HashSet<String>>>,
+    /// A slow collector: every export waits this long before it answers.
+    delay: Duration,
 }
 
 fn service_name(r: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
@@ -46,6 +48,7 @@ fn service_name(r: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) 
 #[tonic::async_trait]
 impl TraceService for Collected {
     async fn export(&self, req: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        tokio::time::sleep(self.delay).await;
         for rs in req.into_inner().resource_spans {
             self.services.lock().unwrap().insert(service_name(rs.resource.as_ref()));
             for ss in rs.scope_spans {
@@ -59,6 +62,7 @@ impl TraceService for Collected {
 #[tonic::async_trait]
 impl LogsService for Collected {
     async fn export(&self, req: Request<ExportLogsServiceRequest>) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        tokio::time::sleep(self.delay).await;
         for rl in req.into_inner().resource_logs {
             self.services.lock().unwrap().insert(service_name(rl.resource.as_ref()));
             for sl in rl.scope_logs {
@@ -78,10 +82,14 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Self::with_delay(Duration::ZERO)
+    }
+
+    fn with_delay(delay: Duration) -> Receiver {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let got = Collected::default();
+        let got = Collected { delay, ..Default::default() };
         let server = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(got.clone()))
             .add_service(LogsServiceServer::new(got.clone()))
@@ -165,6 +173,11 @@ fn container_spans_and_log_records_reach_the_collector() {
     let echo_ev = d.wait_for("exec of /bin/echo", 15, |v| is_kind(v, "exec") && v["exec"]["args"][1] == "otlp-exec");
     let echo_ev = resolved(&d, &echo_ev, |v| v["metadata"]["container"].is_string());
     assert_eq!(echo_ev["entry_path"], "runtime_exec", "{echo_ev}");
+    // nsenter from the host into the container's mnt+uts namespaces.
+    let mut nsenter = Command::new("nsenter").args(["-t", &pid.to_string(), "-m", "-u", "/bin/true"]).spawn().unwrap();
+    let npid = nsenter.id();
+    assert!(nsenter.wait().unwrap().success());
+    d.wait_for("exec after nsenter", 15, |v| is_kind(v, "exec") && tgid(v) == npid as u64 && v["exec"]["filename"] == "/bin/true");
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.wait_for("container init exit", 15, |v| is_kind(v, "exit") && v["process"]["pid"] == pid);
 
@@ -221,6 +234,14 @@ fn container_spans_and_log_records_reach_the_collector() {
         }
         other => panic!("process.command_args: {other:?}"),
     }
+
+    // nsenter: a session of its own (in the host cgroup), its exec inside it.
+    let ns_session = named("nsenter session").into_iter().find(|s| int_attr(&s.attributes, "process.pid") == Some(npid as i64)).expect("nsenter session span");
+    assert_eq!(ns_session.parent_span_id, root.span_id);
+    let entered = named("true").into_iter().find(|s| s.parent_span_id == ns_session.span_id).expect("true span in the nsenter session");
+    assert_eq!(int_attr(&entered.attributes, "process.pid"), Some(npid as i64));
+    assert!(dur(&entered) > 0 && within(&entered, &ns_session) && dur(&ns_session) > 0);
+    assert_eq!(str_attr(&entered.attributes, "podtrail.entry_path").as_deref(), Some("nsenter"));
 
     // The entrypoint: sh (the init, a child of the container span) forked /bin/true.
     let sh = named("sh").into_iter().find(|s| int_attr(&s.attributes, "process.pid") == Some(pid as i64)).expect("sh span of the init");
@@ -318,4 +339,32 @@ fn malformed_endpoint_is_a_clear_error() {
     assert!(e.contains("invalid OTLP endpoint \"ftp://collector:4317\"") && e.contains("http://"), "{e}");
     let e = run(Some("http://collector:4318/v1/traces"), Some("http://ignored:1"));
     assert!(e.contains("\"http://collector:4318/v1/traces\"") && e.contains("no path"), "the flag wins over the environment: {e}");
+}
+
+/// A collector that answers slower than `otlp.timeout_ms`: exports time out and are counted,
+/// the JSON stream goes on, and the stop is not held up for long.
+#[test]
+fn slow_collector_times_out_without_holding_the_stream() {
+    if !root_or_skip("slow_collector_times_out_without_holding_the_stream") {
+        return;
+    }
+    let rx = Receiver::with_delay(Duration::from_secs(30));
+    let cfg = std::env::temp_dir().join(format!("podtrail-otlp-slow-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "[otlp]\ntimeout_ms = 300\nbatch_size = 16\n").unwrap();
+    let d = Daemon::start(&["--no-cri", "--no-metrics", "--config", cfg.to_str().unwrap(), "--otlp-endpoint", &rx.url()]);
+    for _ in 0..20 {
+        let mut child = Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        d.wait_for("host exec while the collector stalls", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = Instant::now();
+    let stderr = d.stop();
+    let _ = std::fs::remove_file(&cfg);
+    assert!(t.elapsed() < Duration::from_secs(5), "stop took {:?}", t.elapsed());
+    assert!(stderr.lines().any(|l| l.contains("WARN") && l.contains(&rx.url()) && l.contains("no answer within 300ms")), "{stderr}");
+    let summary = stderr.lines().find(|l| l.contains("podtrail stopped")).expect("stop summary");
+    assert!(summary.contains(&format!("OTLP to {}: 0 spans, 0 logs exported", rx.url())), "{summary}");
+    assert!(!summary.contains("failed=0 "), "timed-out exports are counted: {summary}");
 }
