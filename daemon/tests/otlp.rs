@@ -312,8 +312,8 @@ fn unreachable_collector_warns_and_the_json_stream_goes_on() {
     let otlp = summary.split(&format!("OTLP to {url}: ")).nth(1).unwrap_or_else(|| panic!("no OTLP summary: {summary}"));
     assert!(otlp.starts_with("0 spans, 0 logs exported; "), "{otlp}");
     let dropped: u64 = otlp.split("exported; ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    // Failed, or (on a loaded machine) still queued when the daemon stopped: counted either way.
     assert!(dropped > 0, "failed exports are counted: {otlp}");
-    assert!(!otlp.contains("failed=0 "), "{otlp}");
 }
 
 /// A malformed endpoint (flag or environment) stops the start with an error naming it.
@@ -352,18 +352,23 @@ fn slow_collector_times_out_without_holding_the_stream() {
     let cfg = std::env::temp_dir().join(format!("podtrail-otlp-slow-{}.toml", std::process::id()));
     std::fs::write(&cfg, "[otlp]\ntimeout_ms = 300\nbatch_size = 16\n").unwrap();
     let d = Daemon::start(&["--no-cri", "--no-metrics", "--config", cfg.to_str().unwrap(), "--otlp-endpoint", &rx.url()]);
-    for _ in 0..20 {
+    // Events keep flowing until an export has timed out (and after).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let warned = |d: &Daemon| d.stderr().lines().any(|l| l.contains("WARN") && l.contains(&rx.url()) && l.contains("no answer within 300ms"));
+    let mut rounds = 0;
+    while rounds < 5 || !warned(&d) {
+        assert!(Instant::now() < deadline, "no timeout warning naming {}: {}", rx.url(), d.stderr());
         let mut child = Command::new("/bin/true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
         d.wait_for("host exec while the collector stalls", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
         std::thread::sleep(Duration::from_millis(100));
+        rounds += 1;
     }
     let t = Instant::now();
     let stderr = d.stop();
     let _ = std::fs::remove_file(&cfg);
     assert!(t.elapsed() < Duration::from_secs(5), "stop took {:?}", t.elapsed());
-    assert!(stderr.lines().any(|l| l.contains("WARN") && l.contains(&rx.url()) && l.contains("no answer within 300ms")), "{stderr}");
     let summary = stderr.lines().find(|l| l.contains("podtrail stopped")).expect("stop summary");
     assert!(summary.contains(&format!("OTLP to {}: 0 spans, 0 logs exported", rx.url())), "{summary}");
     assert!(!summary.contains("failed=0 "), "timed-out exports are counted: {summary}");

@@ -280,7 +280,8 @@ async fn send_loop(
                     }
                     break;
                 }
-                Err((code, err)) if attempt < attempts && code.is_none_or(retryable) => {
+                // Our own timeouts (no code) are not retried: a slow collector gets no more load.
+                Err((Some(code), err)) if attempt < attempts && retryable(code) => {
                     tracing::debug!("OTLP export attempt {attempt} failed: {}; retrying", err.msg);
                     tokio::time::sleep(RETRY_BACKOFF * attempt).await;
                 }
