@@ -34,9 +34,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let cfg = &opts.config;
     let output = Output::new(opts.format, std::io::stdout());
     // Before loading anything: a malformed endpoint is a start-up error.
-    let otlp = match cfg.otlp.endpoint.is_empty() {
-        true => None,
-        false => Some(crate::otlp::OtlpSink::start(&cfg.otlp, output.clock())?),
+    let otlp = if cfg.otlp.endpoint.is_empty() {
+        None
+    } else {
+        Some(crate::otlp::OtlpSink::start(&cfg.otlp, output.clock())?)
     };
     preflight::check_privileges()?;
     preflight::check_btf(&opts.btf)?;
