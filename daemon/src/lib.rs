@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod lifecycle;
 pub mod loader;
 pub mod metrics;
+pub mod otlp;
 pub mod output;
 pub mod pipeline;
 pub mod preflight;

@@ -55,6 +55,11 @@ impl<W: Write> Output<W> {
         Output { format, clock: WallClock::new(), out: io::BufWriter::with_capacity(64 << 10, out) }
     }
 
+    /// The boot-to-wall offset behind `ts`, for sinks that must show the same times.
+    pub fn clock(&self) -> WallClock {
+        self.clock
+    }
+
     fn ts(&self, boot_ns: u64) -> String {
         humantime::format_rfc3339_nanos(self.clock.to_system_time(boot_ns)).to_string()
     }

@@ -36,6 +36,13 @@ pub struct RunOptions {
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let cfg = &opts.config;
+    let output = Output::new(opts.format, std::io::stdout());
+    // Before loading anything: a malformed endpoint is a start-up error.
+    let otlp = if cfg.otlp.endpoint.is_empty() {
+        None
+    } else {
+        Some(crate::otlp::OtlpSink::start(&cfg.otlp, output.clock())?)
+    };
     preflight::check_privileges()?;
     preflight::check_btf(&opts.btf)?;
     let btf = Btf::from_file(&opts.btf)?;
@@ -73,6 +80,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let enricher = start_cri(cfg, &mounts);
     let mut exporters: Vec<Box<dyn EventSink>> = Vec::new();
+    exporters.extend(otlp.map(|s| Box::new(s) as Box<dyn EventSink>));
     if cfg.metrics.enabled {
         let cache = enricher.as_ref().map(|e| e.cache.clone());
         let ttl = Duration::from_millis(cfg.metrics.container_series_ttl_ms);
@@ -83,7 +91,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut pipeline = Pipeline {
         ring,
         drops: DropCounters::new(drops),
-        sinks: Sinks::new(enricher, Output::new(opts.format, std::io::stdout()), Masker::new(&cfg.secrets), Anomalies::new(cfg.anomalies.clone())),
+        sinks: Sinks::new(enricher, output, Masker::new(&cfg.secrets), Anomalies::new(cfg.anomalies.clone())),
         drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
     };
     pipeline.sinks.exporters = exporters;
