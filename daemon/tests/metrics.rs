@@ -142,6 +142,8 @@ fn prometheus_scrapes_container_metrics() {
     prom.wait_value(r#"podtrail_cri_requests_total{call="ListContainers"}"#, |v| v >= 1.0);
     prom.wait_value(r#"sum(podtrail_cri_request_duration_seconds_count)"#, |v| v >= 1.0);
     prom.wait_value(r#"podtrail_containers_tracked"#, |v| v >= 1.0);
+    prom.wait_value(r#"podtrail_metadata_lookups_total{state="complete"}"#, |v| v >= 1.0);
+    prom.wait_value(r#"podtrail_anomalies_total{rule="container_entered",severity="warning"}"#, |v| v >= 1.0);
     prom.wait_value(r#"podtrail_build_info"#, |v| v == 1.0);
     // No id, pid or path ever becomes a label of a container series (ids only in _info).
     for s in prom.query(r#"{__name__=~"podtrail_container_.+", __name__!="podtrail_container_info"}"#) {

@@ -53,6 +53,12 @@ pub struct AnomalyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// `metadata.state`: complete, host, pending, late, tombstone.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
     pub reason: &'static str,
     pub kind: &'static str,
@@ -90,6 +96,7 @@ pub struct Families {
     pub info: Family<ContainerInfoLabels, Gauge>,
     pub events: Family<KindLabels, Counter>,
     pub anomalies: Family<AnomalyLabels, Counter>,
+    pub lookups: Family<StateLabels, Counter>,
     pub late_reemits: Counter,
     pub dropped: Family<DropLabels, Counter>,
     pub ringbuf_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -117,6 +124,7 @@ impl Families {
             info: Default::default(),
             events: Default::default(),
             anomalies: Default::default(),
+            lookups: Default::default(),
             late_reemits: Default::default(),
             dropped: Default::default(),
             ringbuf_fill: Default::default(),
@@ -161,6 +169,11 @@ impl Families {
         r.register("container_info", "Identity of a container podtrail saw (value 1)", f.info.clone());
         r.register("events", "Events read from the kernel (and the v1 freezer poller), by kind", f.events.clone());
         r.register("anomalies", "Anomalies raised by the built-in rules, by rule and severity", f.anomalies.clone());
+        r.register(
+            "metadata_lookups",
+            "Metadata cache lookups on the event path, by resulting metadata.state",
+            f.lookups.clone(),
+        );
         r.register("late_reemits", "Events re-emitted once their container's metadata arrived", f.late_reemits.clone());
         r.register("dropped_events", "Events lost, by reason and kind (never silently)", f.dropped.clone());
         r.register(

@@ -245,6 +245,7 @@ impl MetricsSink {
 
 impl EventSink for MetricsSink {
     fn event(&mut self, ev: &Event) {
+        self.f.lookups.get_or_create(&StateLabels { state: ev.metadata.state }).inc();
         if ev.metadata.state == "late" {
             self.f.late_reemits.inc();
         } else {
