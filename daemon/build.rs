@@ -6,6 +6,8 @@ fn main() -> anyhow::Result<()> {
     let toolchain = std::fs::read_to_string(&pin)?.trim().to_string();
     let ebpf_dir = format!("{root}/ebpf");
     println!("cargo::rerun-if-changed={root}/common/src");
+    // The tail API (protoc is installed by scripts/bootstrap.sh).
+    tonic_prost_build::compile_protos(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/tail.proto"))?;
     aya_build::build_ebpf(
         [aya_build::Package { name: "podtrail-ebpf", root_dir: &ebpf_dir, ..Default::default() }],
         aya_build::Toolchain::Custom(&toolchain),

@@ -25,7 +25,28 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub secrets: SecretsConfig,
     pub anomalies: AnomalyConfig,
+    pub tail: TailConfig,
 }
+
+/// The local socket `podtrail tail` connects to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailConfig {
+    pub enabled: bool,
+    pub socket: PathBuf,
+    /// Besides root, members of this group may tail (socket mode 0660); empty: root only.
+    pub group: String,
+    /// Events a slow client may fall behind by before it is told it missed some.
+    pub buffer: usize,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        TailConfig { enabled: true, socket: PathBuf::from(DEFAULT_TAIL_SOCKET), group: String::new(), buffer: 4096 }
+    }
+}
+
+pub const DEFAULT_TAIL_SOCKET: &str = "/run/podtrail/podtrail.sock";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

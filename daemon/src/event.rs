@@ -30,6 +30,23 @@ pub struct Event {
     pub detail: Detail,
 }
 
+/// Every `kind` an event can have: the kernel's, plus `anomaly` (filters validate against it).
+pub const KINDS: &[&str] = &[
+    "exec",
+    "exec_failed",
+    "fork",
+    "exit",
+    "setns",
+    "unshare",
+    "oom_kill",
+    "cgroup_mkdir",
+    "cgroup_rmdir",
+    "cgroup_freeze",
+    "cgroup_unfreeze",
+    "cgroup_frozen",
+    "anomaly",
+];
+
 impl Event {
     /// The cgroup2 id the event is about, whose container `metadata` names: the victim's for
     /// an OOM kill, the cgroup itself for cgroup events (not the writer's), else the task's.

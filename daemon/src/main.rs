@@ -23,12 +23,38 @@ struct Cli {
 enum Command {
     /// Attach the probes and stream events to stdout until SIGINT/SIGTERM.
     Run(RunArgs),
+    /// Follow the running daemon's events (filtered) from its unix socket.
+    Tail(TailCli),
     /// Print the kernel struct offsets resolved from BTF (a diagnostic).
     Offsets {
         /// BTF file (default: the running kernel's).
         #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
         btf: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct TailCli {
+    /// The daemon's socket (tail.socket in its config).
+    #[arg(long, default_value = podtrail::config::DEFAULT_TAIL_SOCKET)]
+    socket: PathBuf,
+    #[arg(long)]
+    namespace: Option<String>,
+    #[arg(long)]
+    pod: Option<String>,
+    #[arg(long)]
+    container: Option<String>,
+    /// Event kind to show (repeatable): exec, exit, setns, oom_kill, anomaly, ...
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// Only anomalies.
+    #[arg(long)]
+    anomalies: bool,
+    /// Replay stored events from this long ago (10m, 1h) or time (RFC 3339), then follow.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: Format,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +89,9 @@ struct RunArgs {
     /// Do not serve Prometheus metrics.
     #[arg(long)]
     no_metrics: bool,
+    /// Unix socket for `podtrail tail` (overrides tail.socket).
+    #[arg(long)]
+    tail_socket: Option<PathBuf>,
     /// OTLP/gRPC collector, e.g. http://127.0.0.1:4317 (overrides OTEL_EXPORTER_OTLP_ENDPOINT
     /// and otlp.endpoint).
     #[arg(long)]
@@ -118,13 +147,32 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if args.no_metrics {
                 config.metrics.enabled = false;
             }
+            if let Some(v) = args.tail_socket {
+                config.tail.socket = v;
+            }
             // Usual precedence: flag, then the standard environment variable, then the file.
             if let Some(v) = args.otlp_endpoint.or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()) {
                 config.otlp.endpoint = v;
             }
             config.validate()?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // Two workers: tail clients, the metrics listener and the CRI sync run beside the
+            // pipeline instead of between its drains.
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(run(RunOptions { config, format: args.output, btf: args.btf }))
+        }
+        Command::Tail(t) => {
+            let args = podtrail::tail::client::TailArgs {
+                socket: t.socket,
+                namespace: t.namespace,
+                pod: t.pod,
+                container: t.container,
+                kinds: t.kinds,
+                anomalies: t.anomalies,
+                since: t.since,
+                json: t.output == Format::Json,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            Ok(rt.block_on(podtrail::tail::client::run(args))?)
         }
         Command::Offsets { btf } => {
             let btf = Btf::from_file(&btf)?;

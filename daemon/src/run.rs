@@ -25,6 +25,7 @@ use crate::{
     anomaly::Anomalies,
     metrics,
     secrets::Masker,
+    tail::{self, TailSink},
     sink::EventSink,
 };
 
@@ -80,6 +81,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let enricher = start_cri(cfg, &mounts);
     let mut exporters: Vec<Box<dyn EventSink>> = Vec::new();
+    let mut tail_socket = None;
+    if cfg.tail.enabled {
+        let (sink, tx) = TailSink::new(cfg.tail.buffer, output.clock());
+        // Like a busy metrics port: the event stream and the other sinks keep running.
+        match tail::serve(&cfg.tail.socket, &cfg.tail.group, tx, None) {
+            Ok(()) => {
+                exporters.push(Box::new(sink));
+                tail_socket = Some(cfg.tail.socket.clone());
+            }
+            Err(e) => tracing::warn!("tail: {e}; continuing without `podtrail tail` (set --tail-socket)"),
+        }
+    }
     exporters.extend(otlp.map(|s| Box::new(s) as Box<dyn EventSink>));
     if cfg.metrics.enabled {
         let cache = enricher.as_ref().map(|e| e.cache.clone());
@@ -105,6 +118,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let stats = pipeline.run(rx, shutdown_signal()).await?;
     stop_poller.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("podtrail stopped: {}", stats.summary());
+    if let Some(path) = tail_socket {
+        let _ = std::fs::remove_file(path);
+    }
     // Links detach when `ebpf` drops (the kernel waits for in-flight programs per link).
     let t = std::time::Instant::now();
     drop(ebpf);

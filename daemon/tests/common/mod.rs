@@ -30,6 +30,14 @@ pub struct Daemon {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
+    /// The `--tail-socket` the harness chose (empty when the test passed its own).
+    pub tail_socket: String,
+}
+
+fn next_tail_socket() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("/tmp/podtrail-test-{}-{n}.sock", std::process::id())
 }
 
 impl Daemon {
@@ -43,10 +51,15 @@ impl Daemon {
         } else {
             &["--metrics-addr", "127.0.0.1:0"]
         };
+        // ... and its own tail socket (never the node's /run/podtrail one).
+        let tail_socket = next_tail_socket();
+        let tail: Vec<&str> =
+            if extra.contains(&"--tail-socket") { vec![] } else { vec!["--tail-socket", &tail_socket] };
         let mut child = Command::new(BIN)
             .args(["run", "-o", "json"])
             .args(drain)
             .args(metrics)
+            .args(&tail)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -72,7 +85,8 @@ impl Daemon {
                 s.push('\n');
             }
         });
-        let mut d = Daemon { child, events, stderr };
+        let tail_socket = if tail.is_empty() { String::new() } else { tail_socket };
+        let mut d = Daemon { child, events, stderr, tail_socket };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !d.stderr.lock().unwrap().contains("podtrail ready") {
             if let Ok(Some(status)) = d.child.try_wait() {

@@ -1,0 +1,75 @@
+//! Live tail: a broadcast of finished events to `podtrail tail` clients over a gRPC service
+//! on a unix socket. Publishing never waits: a client that reads too slowly lags (it is
+//! told how many events it missed) and never slows the daemon.
+pub mod client;
+mod format;
+mod server;
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+pub use server::{TailServerError, serve};
+
+use crate::{event::Event, sink::EventSink};
+
+pub mod proto {
+    tonic::include_proto!("podtrail.v1");
+}
+
+/// What a client filters on, plus the event's JSON line (serialized once for all clients).
+#[derive(Debug)]
+pub struct TailItem {
+    pub seq: u64,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub json: String,
+}
+
+impl TailItem {
+    fn of(ev: &Event, json: String) -> Self {
+        let m = ev.metadata.container.as_deref();
+        TailItem {
+            seq: ev.seq,
+            kind: ev.kind,
+            namespace: m.map(|m| m.namespace.clone()).unwrap_or_default(),
+            pod: m.map(|m| m.pod.clone()).unwrap_or_default(),
+            container: m.map(|m| m.container.clone()).unwrap_or_default(),
+            json,
+        }
+    }
+
+    pub fn matches(&self, f: &proto::FollowRequest) -> bool {
+        (f.namespace.is_empty() || f.namespace == self.namespace)
+            && (f.pod.is_empty() || f.pod == self.pod)
+            && (f.container.is_empty() || f.container == self.container)
+            && (f.kinds.is_empty() || f.kinds.iter().any(|k| k == self.kind))
+            && (!f.anomalies || self.kind == "anomaly")
+    }
+}
+
+/// The pipeline's side: one `send` per event while at least one client listens.
+pub struct TailSink {
+    tx: broadcast::Sender<Arc<TailItem>>,
+    /// `ts` needs the same boot-to-wall clock as the JSON output.
+    clock: crate::clock::WallClock,
+}
+
+impl TailSink {
+    pub fn new(buffer: usize, clock: crate::clock::WallClock) -> (Self, broadcast::Sender<Arc<TailItem>>) {
+        let (tx, _) = broadcast::channel(buffer.max(16));
+        (TailSink { tx: tx.clone(), clock }, tx)
+    }
+}
+
+impl EventSink for TailSink {
+    fn event(&mut self, ev: &Event) {
+        if self.tx.receiver_count() == 0 {
+            return; // nobody tails: not even the JSON is built
+        }
+        let json = crate::output::json_line(&self.clock, ev);
+        let _ = self.tx.send(Arc::new(TailItem::of(ev, json)));
+    }
+}
