@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{containerd::*, *};
+use common::{containerd::*, tail::Tail, *};
 use k8s_cri::v1::*;
 use serde_json::Value;
 
@@ -31,6 +31,8 @@ fn entering_a_container_and_a_shell_in_a_distroless_image() {
     }
     let env = Env::up();
     let d = Daemon::start(&["--cri-endpoint", &env.socket]);
+    // What an SRE would run: `podtrail tail --anomalies -o json`, filtered to the pod.
+    let tail = Tail::start(&d.tail_socket, &["--anomalies", "--pod", "shop"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("dl-{}", std::process::id());
     let (sandbox, cid, pid) = rt.block_on(async {
@@ -78,6 +80,12 @@ fn entering_a_container_and_a_shell_in_a_distroless_image() {
     // The test process started nsenter: its parent chain comes from /proc.
     assert!(summary.contains(&format!("parents: {}(", own_comm())), "{summary}");
     assert_eq!(d.all(|v| anomaly("container_entered")(v) && tgid(v) == npid as u64).len(), 1, "one anomaly per session, not per setns");
+    // The tail client showed the same anomalies, and nothing else.
+    for a in [&shell, &entered, &entry] {
+        let seen = tail.wait_for("the anomaly through tail", |v| v["seq"] == a["seq"]);
+        assert_eq!(&seen, a);
+    }
+    assert!(tail.all().iter().all(|v| is_kind(v, "anomaly") && v["metadata"]["pod"] == "shop"), "{:?}", tail.all());
 
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
@@ -93,6 +101,7 @@ fn created_never_started_and_missing_entrypoint() {
     let cfg = config("[anomalies]\nrunc_init_stuck_ms = 1500\n");
     let d = Daemon::start(&["--cri-endpoint", &env.socket, "--config", cfg.to_str().unwrap()]);
     let _ = std::fs::remove_file(&cfg);
+    let tail = Tail::start(&d.tail_socket, &["--anomalies"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("stuck-{}", std::process::id());
     let sandbox = rt.block_on(async {
@@ -128,6 +137,9 @@ fn created_never_started_and_missing_entrypoint() {
     assert_eq!(failed["anomaly"]["severity"], "critical");
     let summary = failed["anomaly"]["summary"].as_str().unwrap();
     assert!(summary.contains("entrypoint of"), "{summary}");
+    for a in [&stuck, &failed] {
+        assert_eq!(&tail.wait_for("the anomaly through tail", |v| v["seq"] == a["seq"]), a);
+    }
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
     drop(env);

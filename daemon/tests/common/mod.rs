@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod containerd;
+pub mod tail;
 
 use std::{
     io::{BufRead, BufReader},
