@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod cri;
 pub mod decode;
+pub mod doctor;
 pub mod drops;
 pub mod enrich;
 pub mod entry;

@@ -23,6 +23,18 @@ struct Cli {
 enum Command {
     /// Attach the probes and stream events to stdout until SIGINT/SIGTERM.
     Run(RunArgs),
+    /// Check this node for podtrail (kernel, BTF, tracepoints, cgroups, CRI, capabilities)
+    /// and run a live self-test; exit code 1 on any failure.
+    Doctor {
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
+        output: Format,
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+        btf: PathBuf,
+        #[arg(long)]
+        cri_endpoint: Option<String>,
+    },
     /// Follow the running daemon's events (filtered) from its unix socket.
     Tail(TailCli),
     /// Print the kernel struct offsets resolved from BTF (a diagnostic).
@@ -159,6 +171,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             // pipeline instead of between its drains.
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(run(RunOptions { config, format: args.output, btf: args.btf }))
+        }
+        Command::Doctor { output, config, btf, cri_endpoint } => {
+            let mut config = Config::load(config.as_deref())?;
+            if let Some(v) = cri_endpoint {
+                config.cri.endpoint = v;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let checks = rt.block_on(podtrail::doctor::run(&config, &btf));
+            match output {
+                Format::Json => println!("{}", serde_json::json!({ "ok": !podtrail::doctor::failed(&checks), "checks": checks })),
+                Format::Text => podtrail::doctor::print_text(&checks),
+            }
+            if podtrail::doctor::failed(&checks) {
+                anyhow::bail!("some checks failed (see above)");
+            }
+            Ok(())
         }
         Command::Tail(t) => {
             let args = podtrail::tail::client::TailArgs {

@@ -45,23 +45,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(crate::otlp::OtlpSink::start(&cfg.otlp, output.clock())?)
     };
     preflight::check_privileges()?;
-    preflight::check_btf(&opts.btf)?;
-    let btf = Btf::from_file(&opts.btf)?;
-    let kernel = offsets::resolve(&btf)
-        .with_context(|| format!("resolving kernel struct offsets from {}", opts.btf.display()))?;
-    drop(btf);
-    let tfs = tracefs::Tracefs::locate()?;
-    let tracepoints = tracefs::resolve(&tfs)?;
-    let load = LoadOptions {
-        kernel,
-        tracepoints,
-        probe: ProbeConfig {
-            wakeup_bytes: cfg.ringbuf.wakeup_bytes,
-            cgroup2_hierarchy: 0,
-            _pad: 0,
-        },
-        ringbuf_bytes: cfg.ringbuf.size_bytes,
-    };
+    let (tfs, load) = prepare_load(cfg, &opts.btf)?;
     let (mut ebpf, links) = loader::load_and_attach(&tfs, &load)?;
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
     let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map missing")?)?;
@@ -126,6 +110,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(ebpf);
     tracing::debug!("detached in {:?}", t.elapsed());
     Ok(())
+}
+
+/// Everything the loader needs from this kernel: struct offsets from `btf`, tracepoint
+/// layouts from tracefs, and the ring-buffer settings.
+pub fn prepare_load(cfg: &Config, btf_path: &std::path::Path) -> anyhow::Result<(tracefs::Tracefs, LoadOptions)> {
+    preflight::check_btf(btf_path)?;
+    let btf = Btf::from_file(btf_path)?;
+    let kernel = offsets::resolve(&btf)
+        .with_context(|| format!("resolving kernel struct offsets from {}", btf_path.display()))?;
+    drop(btf);
+    let tfs = tracefs::Tracefs::locate()?;
+    let tracepoints = tracefs::resolve(&tfs)?;
+    let load = LoadOptions {
+        kernel,
+        tracepoints,
+        probe: ProbeConfig { wakeup_bytes: cfg.ringbuf.wakeup_bytes, cgroup2_hierarchy: 0, _pad: 0 },
+        ringbuf_bytes: cfg.ringbuf.size_bytes,
+    };
+    Ok((tfs, load))
 }
 
 /// Starts the CRI sync task when enabled and a runtime socket is configured or found.

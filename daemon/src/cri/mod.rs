@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde::Serialize;
-pub use sync::{SyncOptions, spawn_sync};
+pub use sync::{SyncOptions, runtime_version, spawn_sync};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {

@@ -175,6 +175,21 @@ fn mark_ephemeral(found: &mut [(u64, ContainerMeta, bool)]) {
     }
 }
 
+/// `<runtime> <version> (CRI <api version>)` from one Version call, for `podtrail doctor`.
+pub async fn runtime_version(endpoint: &str, timeout: Duration) -> Result<String, CriError> {
+    let o = SyncOptions {
+        endpoint: endpoint.to_string(),
+        resync: timeout,
+        call_timeout: timeout,
+        unified: PathBuf::new(),
+        created: Default::default(),
+        stats: Default::default(),
+    };
+    let mut client = connect(&o).await?;
+    let v = timed(&o, "Version", client.version(VersionRequest { version: "v1".into() })).await?;
+    Ok(format!("{} {} (CRI {})", v.runtime_name, v.runtime_version, v.runtime_api_version))
+}
+
 /// Runs until the process exits. `created` carries cgroup-creation nudges from the event
 /// path (sent with `try_send`, so the pipeline never waits on this task).
 pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Receiver<()>) {
