@@ -58,8 +58,9 @@ fi
 # Debian packages the tests use: util-linux (unshare, nsenter, setpriv), binutils (objdump
 # for the SONAME above), python3 (the OOM test's allocator), protobuf-compiler (the CRI
 # client's generated code in the containerd tests), prometheus (a real Prometheus and
-# promtool scrape and lint the daemon in the metrics tests).
-APT_PKGS=(util-linux binutils python3 protobuf-compiler prometheus)
+# promtool scrape and lint the daemon in the metrics tests), python3-venv (the manifest
+# validator from PyPI in the deploy test).
+APT_PKGS=(util-linux binutils python3 python3-venv protobuf-compiler prometheus)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
