@@ -56,7 +56,7 @@ impl<'a> Workload<'a> {
         assert_eq!(self.exec_sync(&cid, &["/bin/true"]), 0, "kubectl exec /bin/true");
         d.wait_for("runtime exec into app", 15, |v| is_kind(v, "exec") && v["entry_path"] == "runtime_exec" && v["exec"]["filename"] == "/bin/true");
         assert_eq!(self.exec_sync(&cid, &["/bin/sh", "-c", "/nonexistent"]), 127, "sh cannot exec /nonexistent");
-        d.wait_for("ENOENT exec in app", 15, |v| is_kind(v, "exec") && v["exec"]["error"] == "ENOENT" && v["exec"]["filename"] == "/nonexistent");
+        d.wait_for("ENOENT exec in app", 15, |v| is_kind(v, "exec_failed") && v["exec"]["error"] == "ENOENT" && v["exec"]["filename"] == "/nonexistent");
         let mut ns = Command::new("nsenter").args(["-t", &pid.to_string(), "-m", "-i", "/bin/true"]).spawn().expect("nsenter");
         let npid = ns.id();
         assert!(ns.wait().unwrap().success(), "nsenter into app");
