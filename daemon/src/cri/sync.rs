@@ -61,7 +61,16 @@ async fn connect(o: &SyncOptions) -> Result<RuntimeServiceClient<Channel>, CriEr
         .map_err(|_| CriError::BadEndpoint(o.endpoint.clone()))?
         .connect_timeout(o.call_timeout);
     // A socket that accepts but never answers must not hold the sync task either.
-    let ch = match tokio::time::timeout(o.call_timeout, ep.connect()).await {
+    let t = std::time::Instant::now();
+    let result = tokio::time::timeout(o.call_timeout, ep.connect()).await;
+    // Connection attempts are CRI calls for the metrics too (an absent socket is an error).
+    let failure = match &result {
+        Ok(Ok(_)) => None,
+        Ok(Err(_)) => Some("error"),
+        Err(_) => Some("timeout"),
+    };
+    o.stats.observe("Connect", t.elapsed(), failure);
+    let ch = match result {
         Ok(Ok(ch)) => ch,
         Ok(Err(source)) => {
             o.stats.errors.fetch_add(1, Relaxed);

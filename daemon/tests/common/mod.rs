@@ -4,6 +4,7 @@
 
 pub mod containerd;
 pub mod tail;
+pub mod prometheus;
 
 use std::{
     io::{BufRead, BufReader},
