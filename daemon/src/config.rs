@@ -1,7 +1,7 @@
 //! Typed configuration (TOML). Unknown keys are rejected with their name and line.
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PATH: &str = "/etc/podtrail/podtrail.toml";
 
@@ -15,7 +15,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub ringbuf: RingbufConfig,
@@ -29,7 +29,7 @@ pub struct Config {
 }
 
 /// The local socket `podtrail tail` connects to.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TailConfig {
     pub enabled: bool,
@@ -48,7 +48,7 @@ impl Default for TailConfig {
 
 pub const DEFAULT_TAIL_SOCKET: &str = "/run/podtrail/podtrail.sock";
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
     pub enabled: bool,
@@ -80,7 +80,7 @@ impl Default for AnomalyConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     pub enabled: bool,
@@ -97,7 +97,7 @@ impl Default for MetricsConfig {
 }
 
 /// OpenTelemetry export over OTLP/gRPC; off while `endpoint` is empty.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpConfig {
     /// `http://host:4317`; empty = off. `--otlp-endpoint` and `OTEL_EXPORTER_OTLP_ENDPOINT`
@@ -118,7 +118,7 @@ impl Default for OtlpConfig {
 }
 
 /// Masking of secrets in exec arguments, in every sink.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
     /// Flags whose value (the next argument, or after `=`) is masked.
@@ -144,7 +144,7 @@ impl Default for SecretsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CriConfig {
     pub enabled: bool,
@@ -163,7 +163,7 @@ impl Default for CriConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingbufConfig {
     /// Ring buffer size in bytes: a power of two, at least one page.
@@ -174,7 +174,7 @@ pub struct RingbufConfig {
     pub drain_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FreezerV1Config {
     pub enabled: bool,

@@ -50,7 +50,14 @@ fn kernel() -> Check {
 
 fn capabilities() -> Check {
     let caps = crate::preflight::effective_caps();
-    let names = [(21, "CAP_SYS_ADMIN"), (38, "CAP_PERFMON"), (39, "CAP_BPF"), (19, "CAP_SYS_PTRACE")];
+    let names = [
+        (21, "CAP_SYS_ADMIN"),
+        (38, "CAP_PERFMON"),
+        (39, "CAP_BPF"),
+        (19, "CAP_SYS_PTRACE"),
+        (24, "CAP_SYS_RESOURCE"),
+        (2, "CAP_DAC_READ_SEARCH"),
+    ];
     let held: Vec<&str> = names.iter().filter(|(c, _)| caps & (1u64 << c) != 0).map(|(_, n)| *n).collect();
     match crate::preflight::check_privileges() {
         Ok(()) => check("capabilities", Status::Ok, format!("held: {}", held.join(", ")), None),

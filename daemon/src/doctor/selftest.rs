@@ -12,13 +12,19 @@ use aya::maps::RingBuf;
 use super::{Check, Status, check};
 use crate::{config::Config, decode, event::Detail, loader};
 
-/// Makes `cmd`'s child unshare its UTS namespace before it execs.
+/// Makes `cmd`'s child unshare its UTS namespace before it execs: inside a new user
+/// namespace first, so the test needs no CAP_SYS_ADMIN (the daemon's documented capability
+/// set lacks it), else directly (nodes that disable user namespaces, running as root).
 fn in_new_uts_namespace(cmd: &mut Command) -> &mut Command {
     // SAFETY: the closure runs in the forked child before exec and only calls unshare(2),
     // which is async-signal-safe; it touches no memory shared with the parent.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWUTS) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWUTS) == 0 || libc::unshare(libc::CLONE_NEWUTS) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
         })
     }
 }
