@@ -23,4 +23,5 @@ pub mod preflight;
 pub mod run;
 pub mod secrets;
 pub mod sink;
+pub mod snapshot;
 pub mod tail;

@@ -35,6 +35,23 @@ enum Command {
         #[arg(long)]
         cri_endpoint: Option<String>,
     },
+    /// Write a redacted diagnostic bundle (.tar.gz) of a container, or of every container of
+    /// a pod: CRI and OCI state, cgroup files, namespaces, processes, timeline, node facts.
+    Snapshot {
+        /// Container name, container id (prefix of 6+), or pod name.
+        target: String,
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Where to write the bundle (default: podtrail-snapshot-<target>-<time>.tar.gz).
+        #[arg(long = "out", short = 'o')]
+        out: Option<PathBuf>,
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        cri_endpoint: Option<String>,
+        #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+        btf: PathBuf,
+    },
     /// Follow the running daemon's events (filtered) from its unix socket.
     Tail(TailCli),
     /// Print the kernel struct offsets resolved from BTF (a diagnostic).
@@ -186,6 +203,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if podtrail::doctor::failed(&checks) {
                 anyhow::bail!("some checks failed (see above)");
             }
+            Ok(())
+        }
+        Command::Snapshot { target, namespace, out, config, cri_endpoint, btf } => {
+            let mut config = Config::load(config.as_deref())?;
+            if let Some(v) = cri_endpoint {
+                config.cri.endpoint = v;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let args = podtrail::snapshot::SnapshotArgs { target, namespace, output: out, btf };
+            let path = rt.block_on(podtrail::snapshot::run(&config, args))?;
+            println!("{}", path.display());
             Ok(())
         }
         Command::Tail(t) => {

@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde::Serialize;
-pub use sync::{SyncOptions, runtime_version, spawn_sync};
+pub use sync::{OneShot, SyncOptions, runtime_version, spawn_sync, timed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {

@@ -29,7 +29,8 @@ pub struct SyncOptions {
     pub stats: Arc<super::CriStats>,
 }
 
-async fn timed<T>(
+/// Runs one call with the configured timeout; failures and timeouts are counted.
+pub async fn timed<T>(
     o: &SyncOptions,
     call: &'static str,
     fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -184,18 +185,32 @@ fn mark_ephemeral(found: &mut [(u64, ContainerMeta, bool)]) {
     }
 }
 
+/// A one-off CRI client (doctor, snapshot): every call bounded by `timeout`.
+pub struct OneShot {
+    pub o: SyncOptions,
+    pub client: RuntimeServiceClient<Channel>,
+}
+
+impl OneShot {
+    pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Self, CriError> {
+        let o = SyncOptions {
+            endpoint: endpoint.to_string(),
+            resync: timeout,
+            call_timeout: timeout,
+            unified: PathBuf::new(),
+            created: Default::default(),
+            stats: Default::default(),
+        };
+        let client = connect(&o).await?;
+        Ok(OneShot { o, client })
+    }
+}
+
 /// `<runtime> <version> (CRI <api version>)` from one Version call, for `podtrail doctor`.
 pub async fn runtime_version(endpoint: &str, timeout: Duration) -> Result<String, CriError> {
-    let o = SyncOptions {
-        endpoint: endpoint.to_string(),
-        resync: timeout,
-        call_timeout: timeout,
-        unified: PathBuf::new(),
-        created: Default::default(),
-        stats: Default::default(),
-    };
-    let mut client = connect(&o).await?;
-    let v = timed(&o, "Version", client.version(VersionRequest { version: "v1".into() })).await?;
+    let mut c = OneShot::connect(endpoint, timeout).await?;
+    let fut = c.client.version(VersionRequest { version: "v1".into() });
+    let v = timed(&c.o, "Version", fut).await?;
     Ok(format!("{} {} (CRI {})", v.runtime_name, v.runtime_version, v.runtime_api_version))
 }
 

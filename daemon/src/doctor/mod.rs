@@ -89,7 +89,7 @@ fn cgroups() -> Check {
     }
 }
 
-fn tracepoints(out: &mut Vec<Check>) -> Option<Tracefs> {
+fn tracepoints(out: &mut Vec<Check>) {
     let tfs = match Tracefs::locate() {
         Ok(t) => {
             out.push(check("tracefs", Status::Ok, t.root().display().to_string(), None));
@@ -97,7 +97,7 @@ fn tracepoints(out: &mut Vec<Check>) -> Option<Tracefs> {
         }
         Err(e) => {
             out.push(check("tracefs", Status::Fail, e.to_string(), Some("mount -t tracefs nodev /sys/kernel/tracing")));
-            return None;
+            return;
         }
     };
     for (category, name, program) in loader::required_tracepoints() {
@@ -108,7 +108,6 @@ fn tracepoints(out: &mut Vec<Check>) -> Option<Tracefs> {
             out.push(check(&what, Status::Fail, format!("missing (needed by {program})"), Some("a kernel with this tracepoint (CONFIG_FTRACE_SYSCALLS for syscalls:*)")));
         }
     }
-    Some(tfs)
 }
 
 async fn cri_check(cfg: &Config) -> Check {
@@ -128,26 +127,26 @@ async fn cri_check(cfg: &Config) -> Check {
 
 /// Runs every check (the live self-test only when the kernel-side checks passed).
 pub async fn run(cfg: &Config, btf: &Path) -> Vec<Check> {
-    let mut out = vec![kernel(), capabilities()];
-    let btf_ok = match crate::run::prepare_load(cfg, btf) {
-        Ok(_) => {
-            out.push(check("btf", Status::Ok, format!("{}: every struct offset resolved", btf.display()), None));
-            true
-        }
-        Err(e) => {
-            out.push(check("btf", Status::Fail, format!("{e:#}"), Some("a kernel with CONFIG_DEBUG_INFO_BTF=y, or --btf FILE")));
-            false
-        }
-    };
-    let tfs = tracepoints(&mut out);
-    out.push(cgroups());
-    out.push(cri_check(cfg).await);
-    let ready = btf_ok && tfs.is_some() && out.iter().all(|c| c.status != Status::Fail);
+    let mut out = facts(cfg, btf).await;
+    let ready = out.iter().all(|c| c.status != Status::Fail);
     out.extend(if ready {
         selftest::run(cfg, btf)
     } else {
         vec![check("self-test", Status::Fail, "skipped: fix the failures above first", None)]
     });
+    out
+}
+
+/// The checks that load nothing into the kernel (also what `podtrail snapshot` records).
+pub async fn facts(cfg: &Config, btf: &Path) -> Vec<Check> {
+    let mut out = vec![kernel(), capabilities()];
+    match crate::run::prepare_load(cfg, btf) {
+        Ok(_) => out.push(check("btf", Status::Ok, format!("{}: every struct offset resolved", btf.display()), None)),
+        Err(e) => out.push(check("btf", Status::Fail, format!("{e:#}"), Some("a kernel with CONFIG_DEBUG_INFO_BTF=y, or --btf FILE"))),
+    }
+    tracepoints(&mut out);
+    out.push(cgroups());
+    out.push(cri_check(cfg).await);
     out
 }
 
