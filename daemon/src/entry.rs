@@ -89,38 +89,19 @@ impl EntryTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ExitDetail, ForkDetail, Metadata, NsChangeDetail, Process};
+    use crate::{event::ForkDetail, testutil};
 
     const HOST: NsInodes = NsInodes { mnt: 1, pid: 2, net: 3, uts: 4, ipc: 5, user: 6, cgroup: 7, pid_for_children: 2 };
 
     fn ev(tgid: u32, comm: &str, mnt: u32, detail: Detail) -> Event {
-        Event {
-            seq: 0,
-            ts_boot_ns: 0,
-            kind: "x",
-            source: "kernel",
-            process: Process { pid: tgid, tgid, comm: comm.into(), ..Default::default() },
-            cgroup_id: 1,
-            ns: NsInodes { mnt, ..HOST },
-            metadata: Metadata::host(),
-            entry_path: "host",
-            entry_started: false,
-            detail,
-        }
+        let mut e = testutil::event(0, tgid, None, detail);
+        e.process.comm = comm.into();
+        e.ns = NsInodes { mnt, ..HOST };
+        e
     }
 
     fn setns(changed: Vec<&'static str>) -> Detail {
-        Detail::NsChange(NsChangeDetail {
-            op: "setns",
-            flags: 0,
-            requested: vec![],
-            fd: Some(3),
-            errno: 0,
-            error: None,
-            changed,
-            before: HOST,
-            target: None,
-        })
+        testutil::setns(changed, None)
     }
 
     fn fork(child: u32) -> Detail {
@@ -128,7 +109,7 @@ mod tests {
     }
 
     fn exit() -> Detail {
-        Detail::Exit(ExitDetail { code: Some(0), signal: None, signal_name: None, core_dumped: false, raw: 0, leader: true, group_dead: Some(true), ns_pid: 1, container_exit: None })
+        testutil::exit(0, 1, None)
     }
 
     #[test]
@@ -155,27 +136,9 @@ mod tests {
     #[test]
     fn nsenter_into_a_containers_ipc_alone_is_an_entry_but_runc_joining_it_is_not() {
         let mut t = EntryTracker::new(&HOST);
-        let with_target = |mut d: Detail| {
-            if let Detail::NsChange(n) = &mut d {
-                n.target = Some(std::sync::Arc::new(crate::cri::ContainerMeta {
-                    namespace: "ns".into(),
-                    pod: "p".into(),
-                    pod_uid: "u".into(),
-                    container: "c".into(),
-                    container_id: "id".into(),
-                    image: "i".into(),
-                    runtime: "containerd".into(),
-                    pid: 5,
-                    attempt: 0,
-                    labels: Default::default(),
-                    ns: HOST,
-                    ephemeral_of: None,
-                }));
-            }
-            d
-        };
-        assert_eq!(t.classify(&ev(30, "nsenter", 1, with_target(setns(vec!["ipc"]))), "host"), "nsenter");
-        assert_eq!(t.classify(&ev(31, "runc:[1:CHILD]", 1, with_target(setns(vec!["ipc"]))), "host"), "host");
+        let with_target = |changed| testutil::setns(changed, Some(testutil::meta("c", 5)));
+        assert_eq!(t.classify(&ev(30, "nsenter", 1, with_target(vec!["ipc"])), "host"), "nsenter");
+        assert_eq!(t.classify(&ev(31, "runc:[1:CHILD]", 1, with_target(vec!["ipc"])), "host"), "host");
         // Without a known target and no mount namespace change, nothing says "container".
         assert_eq!(t.classify(&ev(32, "nsenter", 1, setns(vec!["net"])), "host"), "host");
     }

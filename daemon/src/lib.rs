@@ -25,3 +25,5 @@ pub mod secrets;
 pub mod sink;
 pub mod snapshot;
 pub mod tail;
+#[cfg(test)]
+pub mod testutil;

@@ -101,7 +101,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::event::{CgroupDetail, ExitDetail, Metadata, NsInodes, Process};
+    use crate::{
+        event::{CgroupDetail, Metadata, NsInodes, Process},
+        testutil,
+    };
 
     fn cgroup_ev(kind: &'static str, source: &'static str, ts: u64, frozen: Option<bool>) -> Event {
         Event {
@@ -156,46 +159,13 @@ mod tests {
     }
 
     fn meta(pid: u32) -> Arc<ContainerMeta> {
-        Arc::new(ContainerMeta {
-            namespace: "ns".into(),
-            pod: "p".into(),
-            pod_uid: "u".into(),
-            container: "c".into(),
-            container_id: "id".into(),
-            image: "img".into(),
-            runtime: "containerd".into(),
-            pid,
-            attempt: 0,
-            labels: Default::default(),
-            ns: NsInodes::default(),
-            ephemeral_of: None,
-        })
+        testutil::meta("c", pid)
     }
 
     fn exit_ev(tgid: u32, ns_pid: u32, ts: u64, m: Arc<ContainerMeta>) -> Event {
-        Event {
-            seq: 0,
-            ts_boot_ns: ts,
-            kind: "exit",
-            source: "kernel",
-            process: Process { pid: tgid, tgid, ..Default::default() },
-            cgroup_id: 9,
-            ns: NsInodes::default(),
-            metadata: Metadata { state: "complete", container: Some(m), late_of: None },
-            entry_path: "entrypoint",
-            entry_started: false,
-            detail: Detail::Exit(ExitDetail {
-                code: Some(3),
-                signal: None,
-                signal_name: None,
-                core_dumped: false,
-                raw: 3 << 8,
-                leader: true,
-                group_dead: Some(true),
-                ns_pid,
-                container_exit: None,
-            }),
-        }
+        let mut e = testutil::event(0, tgid, Some(&m), testutil::exit(3, ns_pid, None));
+        e.ts_boot_ns = ts;
+        e
     }
 
     fn container_exit(ev: &Event) -> Option<ContainerExit> {

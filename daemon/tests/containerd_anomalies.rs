@@ -18,12 +18,6 @@ fn own_comm() -> String {
     std::fs::read_to_string("/proc/self/comm").unwrap().trim().to_string()
 }
 
-fn config(text: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("podtrail-anomaly-{}-{}.toml", std::process::id(), text.len()));
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 #[test]
 fn entering_a_container_and_a_shell_in_a_distroless_image() {
     if !root_or_skip("entering_a_container_and_a_shell_in_a_distroless_image") {
@@ -98,9 +92,8 @@ fn created_never_started_and_missing_entrypoint() {
         return;
     }
     let env = Env::up();
-    let cfg = config("[anomalies]\nrunc_init_stuck_ms = 1500\n");
-    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--config", cfg.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&cfg);
+    let cfg = TempConfig::new("[anomalies]\nrunc_init_stuck_ms = 1500\n");
+    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--config", cfg.arg()]);
     let tail = Tail::start(&d.tail_socket, &["--anomalies"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("stuck-{}", std::process::id());

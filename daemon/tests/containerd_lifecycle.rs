@@ -64,10 +64,8 @@ fn pause_and_resume_through_containerd() {
         return;
     }
     let env = Env::up();
-    let cfg = std::env::temp_dir().join(format!("podtrail-pause-{}.toml", std::process::id()));
-    std::fs::write(&cfg, "[anomalies]\nfrozen_threshold_ms = 200\n").unwrap();
-    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--freezer-poll-ms", "50", "--config", cfg.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&cfg);
+    let cfg = TempConfig::new("[anomalies]\nfrozen_threshold_ms = 200\n");
+    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--freezer-poll-ms", "50", "--config", cfg.arg()]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("pause-{}", std::process::id());
     let (sandbox, cid) = rt.block_on(async {

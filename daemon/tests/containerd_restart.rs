@@ -14,10 +14,8 @@ fn containerd_restart_keeps_streaming_and_resyncs() {
         return;
     }
     let env = Env::up();
-    let cfg = std::env::temp_dir().join(format!("podtrail-restart-{}.toml", std::process::id()));
-    std::fs::write(&cfg, "[cri]\nresync_interval_ms = 500\n").unwrap();
-    let d = Daemon::start(&["--config", cfg.to_str().unwrap(), "--cri-endpoint", &env.socket]);
-    let _ = std::fs::remove_file(&cfg);
+    let cfg = TempConfig::new("[cri]\nresync_interval_ms = 500\n");
+    let d = Daemon::start(&["--config", cfg.arg(), "--cri-endpoint", &env.socket]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("restart-{}", std::process::id());
     let tick = format!("while true; do /bin/true {}; /bin/sleep 0.2; done", std::process::id());
@@ -75,11 +73,7 @@ fn containerd_restart_keeps_streaming_and_resyncs() {
     });
     let fresh = resolved(&d, &fresh, |v| v["metadata"]["container"] == "fresh");
     assert_eq!(fresh["metadata"]["pod"], "newcomer", "{fresh}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.stderr().contains("answering again") {
-        assert!(Instant::now() < deadline, "no reconnect message: {}", d.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.wait_stderr("answering again", 10);
     rt.block_on(remove_pod(&env.socket, sandbox));
     rt.block_on(remove_pod(&env.socket, sandbox2));
     let stderr = d.stop();

@@ -74,16 +74,14 @@ fn hung_cri_socket_times_out_and_is_counted() {
             held.len()
         })
     };
-    let cfg = std::env::temp_dir().join(format!("podtrail-hung-{}.toml", std::process::id()));
-    std::fs::write(&cfg, "[cri]\ncall_timeout_ms = 300\n").unwrap();
-    let d = Daemon::start(&["--config", cfg.to_str().unwrap(), "--cri-endpoint", &sock]);
+    let cfg = TempConfig::new("[cri]\ncall_timeout_ms = 300\n");
+    let d = Daemon::start(&["--config", cfg.arg(), "--cri-endpoint", &sock]);
     std::thread::sleep(Duration::from_millis(1500));
     host_exec_seen(&d);
     let stderr = d.stop();
     stop.store(true, Ordering::Relaxed);
     let accepted = acceptor.join().unwrap();
     let _ = std::fs::remove_file(&sock);
-    let _ = std::fs::remove_file(&cfg);
     assert!(accepted >= 1, "the daemon never connected");
     assert!(stderr.contains("timed out"), "a timeout warning: {stderr}");
     assert!(stderr.contains(&sock), "the warning names the socket: {stderr}");

@@ -47,10 +47,8 @@ fn a_slow_client_lags_and_never_slows_the_daemon() {
     if !root_or_skip("a_slow_client_lags_and_never_slows_the_daemon") {
         return;
     }
-    let cfg = std::env::temp_dir().join(format!("podtrail-tail-{}.toml", std::process::id()));
-    std::fs::write(&cfg, "[tail]\nbuffer = 64\n").unwrap();
-    let d = Daemon::start(&["--no-cri", "--config", cfg.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&cfg);
+    let cfg = TempConfig::new("[tail]\nbuffer = 64\n");
+    let d = Daemon::start(&["--no-cri", "--config", cfg.arg()]);
     // A client whose stdout nobody reads: once the pipe is full it stops reading the stream.
     let err_path = std::env::temp_dir().join(format!("podtrail-stuck-tail-{}.err", std::process::id()));
     let stuck = Reaped(
@@ -75,11 +73,7 @@ fn a_slow_client_lags_and_never_slows_the_daemon() {
     let mut stuck = stuck;
     let out = stuck.0.stdout.take().unwrap();
     let received = std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).count());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.stderr().contains("a tail client reads too slowly") {
-        assert!(Instant::now() < deadline, "no lag warning: {}", d.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.wait_stderr("a tail client reads too slowly", 10);
     let notice = std::fs::read_to_string(&err_path).unwrap_or_default();
     assert!(notice.contains("read too slowly and missed"), "the client was told: {notice:?}");
     drop(stuck);

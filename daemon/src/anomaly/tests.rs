@@ -1,74 +1,29 @@
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use super::*;
 use crate::{
     config::AnomalyConfig,
-    event::{ContainerExit, ExecDetail, ExitDetail, NsChangeDetail},
+    event::ContainerExit,
+    testutil::{self, exec},
 };
 
 fn meta(image: &str) -> Arc<ContainerMeta> {
-    Arc::new(ContainerMeta {
-        namespace: "default".into(),
-        pod: "web".into(),
-        pod_uid: "u1".into(),
-        container: "app".into(),
-        container_id: "c1".into(),
-        image: image.into(),
-        runtime: "containerd".into(),
-        pid: 100,
-        attempt: 0,
-        labels: BTreeMap::new(),
-        ns: NsInodes::default(),
-        ephemeral_of: None,
-    })
+    let mut m = (*testutil::meta("app", 100)).clone();
+    m.image = image.into();
+    Arc::new(m)
 }
 
+/// An event at `seq` seconds of process `tgid` (`comm`) on `entry_path`.
 fn ev(seq: u64, tgid: u32, comm: &str, m: Option<Arc<ContainerMeta>>, entry_path: &'static str, detail: Detail) -> Event {
-    Event {
-        seq,
-        ts_boot_ns: seq * 1_000_000_000,
-        kind: "x",
-        source: "kernel",
-        process: Process { pid: tgid, tgid, ppid: 1, comm: comm.into(), ..Default::default() },
-        cgroup_id: 7,
-        ns: NsInodes::default(),
-        metadata: match m {
-            Some(c) => Metadata { state: "complete", container: Some(c), late_of: None },
-            None => Metadata::host(),
-        },
-        entry_path,
-        entry_started: false,
-        detail,
-    }
-}
-
-fn exec(path: &str, args: &[&str]) -> Detail {
-    Detail::Exec(ExecDetail {
-        filename: path.into(),
-        filename_truncated: false,
-        args: args.iter().map(|a| a.to_string()).collect(),
-        args_truncated: false,
-        args_unreadable: false,
-        args_masked: false,
-        errno: 0,
-        error: None,
-        syscall: "execve",
-        dirfd: None,
-    })
+    let mut e = testutil::event(seq, tgid, m.as_ref(), detail);
+    e.ts_boot_ns = seq * 1_000_000_000;
+    e.process.comm = comm.into();
+    e.entry_path = entry_path;
+    e
 }
 
 fn exit(code: u32, container_exit: Option<ContainerExit>) -> Detail {
-    Detail::Exit(ExitDetail {
-        code: Some(code),
-        signal: None,
-        signal_name: None,
-        core_dumped: false,
-        raw: code << 8,
-        leader: true,
-        group_dead: Some(true),
-        ns_pid: 1,
-        container_exit,
-    })
+    testutil::exit(code, 1, container_exit)
 }
 
 fn rules(found: &[Event]) -> Vec<&'static str> {
@@ -108,17 +63,7 @@ fn entering_a_container_names_actor_target_and_parents() {
         clone_flags: None,
         new_namespaces: vec![],
     })));
-    let mut setns = ev(3, 60, "nsenter", None, "nsenter", Detail::NsChange(NsChangeDetail {
-        op: "setns",
-        flags: 0,
-        requested: vec![],
-        fd: Some(3),
-        errno: 0,
-        error: None,
-        changed: vec!["mnt", "net"],
-        before: NsInodes::default(),
-        target: Some(m),
-    }));
+    let mut setns = ev(3, 60, "nsenter", None, "nsenter", testutil::setns(vec!["mnt", "net"], Some(m)));
     setns.process.ppid = 50;
     setns.entry_started = true;
     assert!(a.check(&setns).is_empty(), "reported once the process joined everything it asked for");

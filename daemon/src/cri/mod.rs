@@ -282,20 +282,7 @@ mod tests {
     use super::*;
 
     fn meta(name: &str) -> Arc<ContainerMeta> {
-        Arc::new(ContainerMeta {
-            namespace: "ns".into(),
-            pod: "pod".into(),
-            pod_uid: "uid".into(),
-            container: name.into(),
-            container_id: format!("id-{name}"),
-            image: "img".into(),
-            runtime: "containerd".into(),
-            pid: 0,
-            attempt: 0,
-            labels: BTreeMap::new(),
-            ns: Default::default(),
-            ephemeral_of: None,
-        })
+        crate::testutil::meta(name, 0)
     }
 
     #[test]

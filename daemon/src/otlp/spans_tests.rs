@@ -1,7 +1,10 @@
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 use super::*;
-use crate::event::{ContainerExit, ExitDetail, ForkDetail, Metadata, NsChangeDetail, NsInodes, Process};
+use crate::{
+    event::{ContainerExit, ForkDetail, Metadata, NsInodes, Process},
+    testutil,
+};
 
 fn meta(id: &str, name: &str) -> Arc<ContainerMeta> {
     Arc::new(ContainerMeta {
@@ -40,18 +43,7 @@ fn ev(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, k
 }
 
 fn exec(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, file: &str) -> Event {
-    ev(ts, tgid, m, entry, "exec", Detail::Exec(crate::event::ExecDetail {
-        filename: file.into(),
-        filename_truncated: false,
-        args: vec![file.into(), "-x".into()],
-        args_truncated: false,
-        args_unreadable: false,
-        args_masked: false,
-        errno: 0,
-        error: None,
-        syscall: "execve",
-        dirfd: None,
-    }))
+    ev(ts, tgid, m, entry, "exec", testutil::exec(file, &[file, "-x"]))
 }
 
 fn fork(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, child: u32) -> Event {
@@ -59,31 +51,12 @@ fn fork(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str,
 }
 
 fn exit(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, code: u32, init: bool) -> Event {
-    ev(ts, tgid, m, entry, "exit", Detail::Exit(ExitDetail {
-        code: Some(code),
-        signal: None,
-        signal_name: None,
-        core_dumped: false,
-        raw: code << 8,
-        leader: true,
-        group_dead: Some(true),
-        ns_pid: if init { 1 } else { 9 },
-        container_exit: init.then_some(ContainerExit { restart_count: 0, attempt: 0, since_previous_exit_ns: None }),
-    }))
+    let stop = init.then_some(ContainerExit { restart_count: 0, attempt: 0, since_previous_exit_ns: None });
+    ev(ts, tgid, m, entry, "exit", testutil::exit(code, if init { 1 } else { 9 }, stop))
 }
 
 fn setns(ts: u64, tgid: u32, entry: &'static str, changed: Vec<&'static str>, target: &Arc<ContainerMeta>) -> Event {
-    ev(ts, tgid, None, entry, "setns", Detail::NsChange(NsChangeDetail {
-        op: "setns",
-        flags: 0,
-        requested: vec![],
-        fd: Some(3),
-        errno: 0,
-        error: None,
-        changed,
-        before: NsInodes::default(),
-        target: Some(target.clone()),
-    }))
+    ev(ts, tgid, None, entry, "setns", testutil::setns(changed, Some(target.clone())))
 }
 
 fn mkdir(ts: u64, m: &Arc<ContainerMeta>) -> Event {

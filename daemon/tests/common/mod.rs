@@ -133,6 +133,15 @@ impl Daemon {
         }
     }
 
+    /// Waits until the daemon's stderr (its log) contains `text`; panics after `secs`.
+    pub fn wait_stderr(&self, text: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.stderr().contains(text) {
+            assert!(Instant::now() < deadline, "no {text:?} in the daemon's log within {secs}s:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn all(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.events.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()
     }
@@ -236,6 +245,29 @@ impl Drop for TempCgroup {
             std::thread::sleep(Duration::from_millis(25));
         }
         eprintln!("warning: could not remove {}", self.path);
+    }
+}
+
+/// A config file for one daemon, removed on drop.
+pub struct TempConfig(pub std::path::PathBuf);
+
+impl TempConfig {
+    pub fn new(text: &str) -> TempConfig {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("podtrail-test-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempConfig(path)
+    }
+
+    pub fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
