@@ -22,3 +22,4 @@ pub mod preflight;
 pub mod run;
 pub mod secrets;
 pub mod sink;
+pub mod timeline;

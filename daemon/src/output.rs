@@ -61,7 +61,7 @@ impl<W: Write> Output<W> {
     }
 
     fn ts(&self, boot_ns: u64) -> String {
-        humantime::format_rfc3339_nanos(self.clock.to_system_time(boot_ns)).to_string()
+        rfc3339(self.clock, boot_ns)
     }
 
     pub fn event(&mut self, ev: &Event) -> io::Result<()> {
@@ -102,6 +102,16 @@ impl<W: Write> Output<W> {
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// The `ts` field: RFC 3339 UTC with nanoseconds.
+pub fn rfc3339(clock: WallClock, boot_ns: u64) -> String {
+    humantime::format_rfc3339_nanos(clock.to_system_time(boot_ns)).to_string()
+}
+
+/// The `--output json` line of `ev`, without the newline (the timeline stores the same).
+pub fn json_line(clock: WallClock, ev: &Event) -> serde_json::Result<String> {
+    serde_json::to_string(&EventLine { ts: rfc3339(clock, ev.ts_boot_ns), event: ev })
 }
 
 /// `<time> <KIND> pid=.. ppid=.. uid=.. comm=.. cg=.. <details>`

@@ -45,6 +45,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     preflight::check_privileges()?;
     preflight::check_btf(&opts.btf)?;
+    // Before loading: an unusable store path is a start-up error (a corrupt store is moved
+    // aside and replaced).
+    let timeline = if cfg.timeline.enabled {
+        Some(crate::timeline::TimelineSink::start(&cfg.timeline, output.clock())?)
+    } else {
+        None
+    };
     let btf = Btf::from_file(&opts.btf)?;
     let kernel = offsets::resolve(&btf)
         .with_context(|| format!("resolving kernel struct offsets from {}", opts.btf.display()))?;
@@ -81,6 +88,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let enricher = start_cri(cfg, &mounts);
     let mut exporters: Vec<Box<dyn EventSink>> = Vec::new();
     exporters.extend(otlp.map(|s| Box::new(s) as Box<dyn EventSink>));
+    exporters.extend(timeline.map(|s| Box::new(s) as Box<dyn EventSink>));
     if cfg.metrics.enabled {
         let cache = enricher.as_ref().map(|e| e.cache.clone());
         let ttl = Duration::from_millis(cfg.metrics.container_series_ttl_ms);
