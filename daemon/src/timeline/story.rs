@@ -9,6 +9,7 @@ pub fn text_lines(events: &[StoredEvent]) -> Vec<String> {
     let parsed: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.json).unwrap_or(Value::Null)).collect();
     let who: Vec<String> = parsed.iter().map(who).collect();
     let width = who.iter().map(|w| w.chars().count()).max().unwrap_or(0);
+    let mut inits = RuncInits::default();
     events
         .iter()
         .zip(&parsed)
@@ -17,9 +18,50 @@ pub fn text_lines(events: &[StoredEvent]) -> Vec<String> {
             let ts = humantime::format_rfc3339_millis(
                 std::time::UNIX_EPOCH + std::time::Duration::from_nanos(e.ts_unix_ns.max(0) as u64),
             );
-            format!("{ts}  {:<15} {w:<width$}  {}", e.kind, describe(v)).trim_end().to_string()
+            let started = inits.starts(v);
+            format!("{ts}  {:<15} {w:<width$}  {}", e.kind, describe(v, started)).trim_end().to_string()
         })
         .collect()
+}
+
+/// runc's container init (`runc:[2:INIT]`, forked by `runc:[1:CHILD]`) until it execs the
+/// entrypoint: that exec is the container's start. Bounded: a few live inits at a time.
+#[derive(Default)]
+struct RuncInits(std::collections::VecDeque<u64>);
+
+impl RuncInits {
+    /// Whether `v` is the exec that starts a container.
+    fn starts(&mut self, v: &Value) -> bool {
+        let tgid = v["process"]["tgid"].as_u64().unwrap_or(0);
+        let comm = s(&v["process"], "comm");
+        match s(v, "kind") {
+            "fork" if comm.starts_with("runc:[1:CHILD]") && v["fork"]["thread"] != true => {
+                self.add(v["fork"]["child_tgid"].as_u64().unwrap_or(0));
+            }
+            _ if comm.starts_with("runc:[2:INIT]") => self.add(tgid),
+            "exec" => {
+                if let Some(i) = self.0.iter().position(|p| *p == tgid) {
+                    self.0.remove(i);
+                    return true;
+                }
+                // Without the fork in view: the runtime's init pid, when it reported it.
+                let m = &v["metadata"];
+                return s(v, "entry_path") == "entrypoint" && m["pid"].as_u64().is_some_and(|p| p != 0 && p == tgid);
+            }
+            "exit" => self.0.retain(|p| *p != tgid),
+            _ => {}
+        }
+        false
+    }
+
+    fn add(&mut self, tgid: u64) {
+        if tgid != 0 && !self.0.contains(&tgid) {
+            if self.0.len() >= 256 {
+                self.0.pop_front();
+            }
+            self.0.push_back(tgid);
+        }
+    }
 }
 
 /// `namespace/pod/container` the event is about (the setns target for an entry from the
@@ -48,10 +90,10 @@ fn via(v: &Value) -> String {
     }
 }
 
-fn describe(v: &Value) -> String {
+fn describe(v: &Value, started: bool) -> String {
     let kind = s(v, "kind");
     match kind {
-        "exec" => exec(v),
+        "exec" => exec(v, started),
         "exec_failed" => format!("{} failed: {} (by {})", s(&v["exec"], "filename"), s(&v["exec"], "error"), proc(v)),
         "fork" => {
             let f = &v["fork"];
@@ -69,7 +111,8 @@ fn describe(v: &Value) -> String {
             } else {
                 kind
             };
-            format!("{} {what} {}{}{err}", proc(v), if changed.is_empty() { "-".into() } else { changed.join("+") }, via(v))
+            let changed = if changed.is_empty() { "(nothing changed)".into() } else { changed.join("+") };
+            format!("{} {what} {changed}{}{err}", proc(v), via(v))
         }
         "oom_kill" => {
             let o = &v["oom"];
@@ -94,16 +137,14 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn exec(v: &Value) -> String {
+fn exec(v: &Value, started: bool) -> String {
     let e = &v["exec"];
     let args: Vec<&str> = e["args"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let cmd = if args.is_empty() { s(e, "filename").to_string() } else { args.join(" ") };
     let cut = if e["args_truncated"] == true { " …" } else { "" };
-    let m = &v["metadata"];
-    // The container's init exec'ing: the container started (again, on a restart).
-    let init = m["pid"].as_u64().is_some_and(|p| p != 0 && v["process"]["tgid"].as_u64() == Some(p));
-    if init && s(v, "entry_path") == "entrypoint" {
-        format!("started: {cmd}{cut} (pid {}, attempt {})", v["process"]["tgid"], m["attempt"])
+    if started {
+        let attempt = v["metadata"]["attempt"].as_u64().map(|a| format!(", attempt {a}")).unwrap_or_default();
+        format!("started: {cmd}{cut} (pid {}{attempt})", v["process"]["tgid"])
     } else {
         format!("{cmd}{cut} (pid {}, parent {}){}", v["process"]["tgid"], v["process"]["ppid"], via(v))
     }

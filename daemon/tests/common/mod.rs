@@ -153,7 +153,7 @@ impl Daemon {
     }
 
     /// SIGKILL (no chance to flush anything) and reap; returns stderr.
-    pub fn kill9(mut self) -> String {
+    pub fn kill9(&mut self) -> String {
         // SAFETY: signalling our own child by pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
         let _ = self.child.wait();
