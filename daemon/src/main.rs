@@ -208,7 +208,12 @@ fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     match timeline::print(&db, &filter, args.output, &mut out) {
+        Ok(0) => {
+            eprintln!("podtrail: no events in {} match", db.display());
+            Ok(())
+        }
+        Ok(_) => Ok(()),
         Err(timeline::TimelineError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map(|_| ()).map_err(Into::into),
+        Err(e) => Err(e.into()),
     }
 }

@@ -34,6 +34,8 @@ pub enum TimelineError {
     Missing { path: PathBuf },
     #[error("cannot create the timeline directory {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot create the timeline store {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
     #[error("timeline store {path}: {source}")]
     Sql { path: PathBuf, source: rusqlite::Error },
     #[error("timeline store {path} is corrupt: {reason}")]

@@ -106,6 +106,7 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| TimelineError::Dir { path: dir.to_path_buf(), source })?;
         }
+        create_private(path)?;
         let t = Instant::now();
         let (conn, moved_aside) = match try_open(path) {
             Ok(conn) => (conn, None),
@@ -116,6 +117,7 @@ impl Store {
                     path.display(),
                     aside.display()
                 );
+                create_private(path)?;
                 match try_open(path) {
                     Ok(conn) => (conn, Some((aside, reason))),
                     Err(OpenFailure::Corrupt(reason)) => {
@@ -289,6 +291,18 @@ fn try_open(path: &Path) -> Result<Connection, OpenFailure> {
     conn.execute_batch(SCHEMA).map_err(classify)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(other)?;
     Ok(conn)
+}
+
+/// Creates a missing store file readable by root only (it holds every command line on the
+/// node; SQLite gives its WAL and shared-memory files the same mode). An empty file is an
+/// empty database to SQLite.
+fn create_private(path: &Path) -> Result<(), TimelineError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(TimelineError::Create { path: path.to_path_buf(), source }),
+    }
 }
 
 /// Renames a corrupt store (and its WAL) to `<path>.corrupt-<unix time>[-N]`.

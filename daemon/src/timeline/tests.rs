@@ -124,6 +124,8 @@ fn a_new_store_is_wal_and_ours_and_keeps_events_across_opens() {
     assert_eq!(mode, "wal");
     let av: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0)).unwrap();
     assert_eq!(av, 2, "incremental");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     drop(conn);
     // A second run appends.
     let mut s = Store::open(&path, "run-b", "boot-1").unwrap().store;
@@ -348,4 +350,48 @@ fn the_run_id_is_random_hex_and_stable() {
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
     assert_eq!(run_id(), id);
     assert!(!boot_id().is_empty());
+}
+
+/// Throughput of batched writes and the start-up integrity check on a full store. Run with
+/// `cargo test -p podtrail --lib -- --ignored measure_ --nocapture` (numbers in the README).
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_batch_writes_and_integrity_check() {
+    let d = dir("measure");
+    let path = d.join("t.db");
+    let mut s = open(&path);
+    let clock = WallClock::new();
+    let web = meta("web", "app");
+    let mb: u64 = std::env::var("PODTRAIL_MEASURE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let (mut n, mut batches, mut worst) = (0u64, 0u64, Duration::ZERO);
+    let t = std::time::Instant::now();
+    while s.file_bytes().unwrap() < mb << 20 {
+        let rows: Vec<Row> = (0..1024)
+            .map(|i| {
+                n += 1;
+                let mut e = ev(n, n / 1000, if i % 3 == 0 { "exec" } else { "fork" }, Some(web.clone()), exec("/usr/local/bin/app-worker"));
+                e.process.tgid = (n % 30_000) as u32;
+                to_row(clock, &e)
+            })
+            .collect();
+        let bt = std::time::Instant::now();
+        s.insert(&rows).unwrap();
+        worst = worst.max(bt.elapsed());
+        batches += 1;
+    }
+    let took = t.elapsed();
+    let bytes = s.file_bytes().unwrap();
+    drop(s);
+    let o = Store::open(&path, "run-b", "boot-1").unwrap();
+    let qt = std::time::Instant::now();
+    let hits = query(&path, &Filter { pod: Some("web".into()), kinds: vec!["exec".into()], since_unix_ns: Some(to_row(clock, &ev(0, n / 1000 - 10, "exec", None, exec("/x"))).ts_unix_ns), ..Default::default() }).unwrap().len();
+    eprintln!(
+        "{n} events ({} bytes/event on disk) in {batches} batches of 1024: {:.0} events/s, longest batch {worst:?}; file {} MiB; \
+         integrity check at open {:?}; a pod's last 10 s of execs ({hits} events) queried in {:?}",
+        bytes / n,
+        n as f64 / took.as_secs_f64(),
+        bytes >> 20,
+        o.check_took,
+        qt.elapsed(),
+    );
 }
