@@ -12,6 +12,17 @@ use common::{containerd::*, *};
 use podtrail::timeline::{self, Filter};
 use serde_json::Value;
 
+/// Removes a store (and its WAL) when dropped, also when the test fails.
+struct Cleanup(Vec<std::path::PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            remove_store(p);
+        }
+    }
+}
+
 fn timeline_cli(db: &Path, args: &[&str]) -> Output {
     Command::new(BIN).arg("timeline").arg("--db").arg(db).args(args).output().expect("run podtrail timeline")
 }
@@ -64,6 +75,7 @@ fn a_crash_looping_pods_story_in_order() {
         return;
     }
     let db = temp_timeline("story");
+    let _cleanup = Cleanup(vec![db.clone()]);
     let env = Env::up();
     let d = Daemon::start(&["--cri-endpoint", &env.socket, "--timeline-path", db.to_str().unwrap()]);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -161,7 +173,6 @@ fn a_crash_looping_pods_story_in_order() {
         assert!(text.contains(needle), "text lacks {needle:?}:\n{text}");
     }
     eprintln!("{text}");
-    remove_store(&db);
 }
 
 /// `kill -9` of the daemon: everything older than one flush interval is in the store, the
@@ -173,6 +184,7 @@ fn kill_9_loses_at_most_the_last_batch() {
         return;
     }
     let db = temp_timeline("kill9");
+    let _cleanup = Cleanup(vec![db.clone()]);
     let path = db.to_str().unwrap();
     let marker = format!("podtrail-kill9-{}", std::process::id());
     let mut d = Daemon::start(&["--no-cri", "--timeline-path", path]);
@@ -231,7 +243,6 @@ fn kill_9_loses_at_most_the_last_batch() {
     assert_eq!(runs.len(), 2, "two runs");
     let values: Vec<Value> = rows.iter().map(|(_, v)| v.clone()).collect();
     assert!(marker_ids(&values, &marker).contains(&1000));
-    remove_store(&db);
 }
 
 /// Garbage where the store should be: detected at start, moved aside, reported, and a new
@@ -242,6 +253,7 @@ fn a_corrupt_store_is_moved_aside_at_start() {
         return;
     }
     let db = temp_timeline("corrupt");
+    let mut cleanup = Cleanup(vec![db.clone()]);
     let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
     std::fs::write(&db, &garbage).unwrap();
     let marker = format!("podtrail-corrupt-{}", std::process::id());
@@ -250,6 +262,7 @@ fn a_corrupt_store_is_moved_aside_at_start() {
     let warning = err.lines().find(|l| l.contains("is corrupt")).unwrap_or_else(|| panic!("no corruption warning: {err}"));
     assert!(warning.contains(&db.display().to_string()) && warning.contains("not a database"), "{warning}");
     let aside = warning.split("moved to ").nth(1).and_then(|r| r.split(';').next()).expect("aside path in the warning");
+    cleanup.0.push(aside.into());
     assert!(aside.starts_with(&format!("{}.corrupt-", db.display())), "{warning}");
     assert_eq!(std::fs::read(aside).unwrap(), garbage, "the corrupt file is kept, unchanged");
     echo_burst(&marker, 0..1);
@@ -257,8 +270,6 @@ fn a_corrupt_store_is_moved_aside_at_start() {
     d.stop();
     let values: Vec<Value> = stored(&db).into_iter().map(|(_, v)| v).collect();
     assert_eq!(marker_ids(&values, &marker), [0], "the new store works");
-    remove_store(&db);
-    remove_store(Path::new(aside));
 }
 
 /// Bad input to `podtrail timeline`: clear errors, no panic, nothing created.

@@ -13,12 +13,26 @@ use crate::{
     event::{ContainerExit, Detail, Event, ExecDetail, ExitDetail, ForkDetail, Metadata, NsChangeDetail, NsInodes, Process},
 };
 
-/// A fresh directory per test (tests run in parallel).
-fn dir(name: &str) -> PathBuf {
+/// A fresh directory per test (tests run in parallel), removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("podtrail-timeline-unit-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn meta(pod: &str, container: &str) -> Arc<ContainerMeta> {
