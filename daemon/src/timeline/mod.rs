@@ -18,9 +18,9 @@ use std::{
     sync::OnceLock,
 };
 
-pub use query::{Filter, StoredEvent, kinds, parse_time, query, query_each};
+pub use query::{Filter, StoredEvent, container_width, kinds, parse_time, query, query_each};
 pub use store::{Opened, Retained, Row, Store};
-pub use story::text_lines;
+pub use story::{Story, text_lines};
 pub use writer::{Counters, TimelineSink, to_row};
 
 use crate::output::Format;
@@ -88,12 +88,13 @@ pub fn print(db: &Path, filter: &Filter, format: Format, out: &mut impl Write) -
             n += 1;
             writeln!(out, "{}", e.json).map_err(TimelineError::Output)
         })?,
+        // Streamed (a store can hold 256 MiB): the column width comes from one SQL pass.
         Format::Text => {
-            let events = query(db, filter)?;
-            n = events.len();
-            for line in text_lines(&events) {
-                writeln!(out, "{line}")?;
-            }
+            let mut story = Story::new(container_width(db, filter)?);
+            query_each(db, filter, |e| {
+                n += 1;
+                writeln!(out, "{}", story.line(&e)).map_err(TimelineError::Output)
+            })?
         }
     }
     out.flush()?;

@@ -85,7 +85,7 @@ pub fn query_each(
 ) -> Result<(), TimelineError> {
     filter.validate()?;
     let conn = store::open_for_query(db)?;
-    let (sql, args) = build_sql(filter);
+    let (sql, args) = build_sql(filter, "run_id, boot_id, seq, ts_unix_ns, kind, json");
     let err = |source| TimelineError::Sql { path: db.to_path_buf(), source };
     let mut st = conn.prepare(&sql).map_err(err)?;
     let mut rows = st.query(rusqlite::params_from_iter(args)).map_err(err)?;
@@ -103,8 +103,19 @@ pub fn query_each(
     Ok(())
 }
 
-fn build_sql(filter: &Filter) -> (String, Vec<Value>) {
-    let mut sql = String::from("SELECT run_id, boot_id, seq, ts_unix_ns, kind, json FROM events e WHERE 1 = 1");
+/// The widest `namespace/pod/container` among the matching events (for aligned text),
+/// at least as wide as the `pending` shown for events without one.
+pub fn container_width(db: &Path, filter: &Filter) -> Result<usize, TimelineError> {
+    filter.validate()?;
+    let conn = store::open_for_query(db)?;
+    let (sql, args) = build_sql(filter, "max(length(namespace) + length(pod) + length(container) + 2)");
+    let err = |source| TimelineError::Sql { path: db.to_path_buf(), source };
+    let w: Option<i64> = conn.query_row(&sql, rusqlite::params_from_iter(args), |r| r.get(0)).map_err(err)?;
+    Ok((w.unwrap_or(0).max(0) as usize).max("pending".len()))
+}
+
+fn build_sql(filter: &Filter, columns: &str) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {columns} FROM events e WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
     for (col, v) in [("namespace", &filter.namespace), ("pod", &filter.pod), ("container", &filter.container)] {
         if let Some(v) = v {

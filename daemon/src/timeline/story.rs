@@ -7,21 +7,36 @@ use super::query::StoredEvent;
 /// `<time> <kind> <namespace/pod/container> <description>`, columns aligned over `events`.
 pub fn text_lines(events: &[StoredEvent]) -> Vec<String> {
     let parsed: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.json).unwrap_or(Value::Null)).collect();
-    let who: Vec<String> = parsed.iter().map(who).collect();
-    let width = who.iter().map(|w| w.chars().count()).max().unwrap_or(0);
-    let mut inits = RuncInits::default();
-    events
-        .iter()
-        .zip(&parsed)
-        .zip(&who)
-        .map(|((e, v), w)| {
-            let ts = humantime::format_rfc3339_millis(
-                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(e.ts_unix_ns.max(0) as u64),
-            );
-            let started = inits.starts(v);
-            format!("{ts}  {:<15} {w:<width$}  {}", e.kind, describe(v, started)).trim_end().to_string()
-        })
-        .collect()
+    let width = parsed.iter().map(|v| who(v).chars().count()).max().unwrap_or(0);
+    let mut story = Story::new(width);
+    events.iter().zip(&parsed).map(|(e, v)| story.line_of(e, v)).collect()
+}
+
+/// Text lines one event at a time (the container column padded to `width`), remembering
+/// what a line needs from earlier ones (which process is a runc init).
+pub struct Story {
+    width: usize,
+    inits: RuncInits,
+}
+
+impl Story {
+    pub fn new(width: usize) -> Story {
+        Story { width, inits: RuncInits::default() }
+    }
+
+    pub fn line(&mut self, e: &StoredEvent) -> String {
+        let v = serde_json::from_str(&e.json).unwrap_or(Value::Null);
+        self.line_of(e, &v)
+    }
+
+    fn line_of(&mut self, e: &StoredEvent, v: &Value) -> String {
+        let ts = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(e.ts_unix_ns.max(0) as u64),
+        );
+        let started = self.inits.starts(v);
+        let (w, width) = (who(v), self.width);
+        format!("{ts}  {:<15} {w:<width$}  {}", e.kind, describe(v, started)).trim_end().to_string()
+    }
 }
 
 /// runc's container init (`runc:[2:INIT]`, forked by `runc:[1:CHILD]`) until it execs the

@@ -351,6 +351,10 @@ fn text_lines_tell_the_story() {
     let col = lines[0].find("default/web/app").unwrap();
     assert!(lines.iter().all(|l| l.find("default/web/app") == Some(col)), "aligned: {lines:#?}");
     let mut out = Vec::new();
+    let pod = Filter { pod: Some("web".into()), ..Default::default() };
+    assert_eq!(print(&path, &pod, crate::output::Format::Text, &mut out).unwrap(), 4);
+    assert_eq!(String::from_utf8(out).unwrap().lines().collect::<Vec<_>>(), lines, "streamed text = collected text");
+    let mut out = Vec::new();
     assert_eq!(print(&path, &Filter::default(), crate::output::Format::Json, &mut out).unwrap(), 4);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 4);
