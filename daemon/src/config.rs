@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PATH: &str = "/etc/podtrail/podtrail.toml";
+pub const DEFAULT_TIMELINE_PATH: &str = "/var/lib/podtrail/timeline.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -26,6 +27,40 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub anomalies: AnomalyConfig,
     pub tail: TailConfig,
+    pub timeline: TimelineConfig,
+}
+
+/// The node-local event store (`podtrail timeline` reads it).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimelineConfig {
+    pub enabled: bool,
+    /// SQLite file; `--timeline-path` overrides it.
+    pub path: PathBuf,
+    /// Bound on the database file: the oldest events are deleted beyond it.
+    pub max_bytes: u64,
+    /// Events older than this are deleted.
+    pub max_age_hours: u64,
+    /// Events per write transaction (at most).
+    pub batch_size: usize,
+    /// An event waits at most this long before its batch is written: what a crash can lose.
+    pub flush_interval_ms: u64,
+    /// Events waiting for the writer thread; beyond it they are dropped (counted).
+    pub queue_size: usize,
+}
+
+impl Default for TimelineConfig {
+    fn default() -> Self {
+        TimelineConfig {
+            enabled: true,
+            path: PathBuf::from(DEFAULT_TIMELINE_PATH),
+            max_bytes: 256 << 20,
+            max_age_hours: 72,
+            batch_size: 1024,
+            flush_interval_ms: 500,
+            queue_size: 16_384,
+        }
+    }
 }
 
 /// The local socket `podtrail tail` connects to.
@@ -276,6 +311,30 @@ impl Config {
                 self.freezer_v1.poll_interval_ms
             )));
         }
+        self.validate_timeline()
+    }
+
+    fn validate_timeline(&self) -> Result<(), ConfigError> {
+        let t = &self.timeline;
+        let bad = |what: String| Err(ConfigError::Invalid(format!("timeline.{what}")));
+        if t.path.as_os_str().is_empty() {
+            return bad("path is empty".into());
+        }
+        if t.max_bytes < 1 << 20 {
+            return bad(format!("max_bytes = {}: must be at least 1048576 (1 MiB)", t.max_bytes));
+        }
+        if !(1..=87_600).contains(&t.max_age_hours) {
+            return bad(format!("max_age_hours = {}: must be 1..=87600", t.max_age_hours));
+        }
+        if !(1..=100_000).contains(&t.batch_size) {
+            return bad(format!("batch_size = {}: must be 1..=100000", t.batch_size));
+        }
+        if !(10..=60_000).contains(&t.flush_interval_ms) {
+            return bad(format!("flush_interval_ms = {}: must be 10..=60000", t.flush_interval_ms));
+        }
+        if t.queue_size < t.batch_size {
+            return bad(format!("queue_size = {}: must be at least batch_size ({})", t.queue_size, t.batch_size));
+        }
         Ok(())
     }
 }
@@ -318,6 +377,17 @@ mod tests {
     fn ringbuf_size_must_be_power_of_two() {
         let msg = Config::parse("[ringbuf]\nsize_bytes = 100000\n").unwrap_err().to_string();
         assert!(msg.contains("power of two"), "{msg}");
+    }
+
+    #[test]
+    fn timeline_section() {
+        let cfg = Config::parse("[timeline]\npath = \"/tmp/t.db\"\nmax_age_hours = 1\n").unwrap();
+        assert_eq!(cfg.timeline.path, PathBuf::from("/tmp/t.db"));
+        assert_eq!(cfg.timeline.max_bytes, 256 << 20);
+        let msg = Config::parse("[timeline]\nmax_bytes = 10\n").unwrap_err().to_string();
+        assert!(msg.contains("timeline.max_bytes = 10"), "{msg}");
+        let msg = Config::parse("[timeline]\nflush_interval = 10\n").unwrap_err().to_string();
+        assert!(msg.contains("flush_interval") && msg.contains("line 2"), "{msg}");
     }
 
     #[test]

@@ -27,3 +27,4 @@ pub mod snapshot;
 pub mod tail;
 #[cfg(test)]
 pub mod testutil;
+pub mod timeline;

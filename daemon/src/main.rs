@@ -7,6 +7,7 @@ use podtrail::{
     kernel::{btf::Btf, offsets},
     output::Format,
     run::{RunOptions, run},
+    timeline,
 };
 
 #[derive(Parser)]
@@ -54,6 +55,8 @@ enum Command {
     },
     /// Follow the running daemon's events (filtered) from its unix socket.
     Tail(TailCli),
+    /// Print a container's story from the node-local timeline store (no daemon needed).
+    Timeline(TimelineArgs),
     /// Print the kernel struct offsets resolved from BTF (a diagnostic).
     Offsets {
         /// BTF file (default: the running kernel's).
@@ -125,6 +128,49 @@ struct RunArgs {
     /// and otlp.endpoint).
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// Timeline store (SQLite) path (overrides timeline.path).
+    #[arg(long)]
+    timeline_path: Option<PathBuf>,
+    /// Do not store events in the timeline.
+    #[arg(long)]
+    no_timeline: bool,
+}
+
+#[derive(clap::Args)]
+struct TimelineArgs {
+    /// Only this Kubernetes namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Only this pod.
+    #[arg(long)]
+    pod: Option<String>,
+    /// Only this container (name).
+    #[arg(long)]
+    container: Option<String>,
+    /// Only these event kinds (repeatable: --kind exec --kind exit).
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// Only anomalies.
+    #[arg(long)]
+    anomalies: bool,
+    /// From this long ago (10m, 1h, 2h30m) or this time (RFC 3339 UTC, 2026-01-02T15:04:05Z).
+    #[arg(long)]
+    since: Option<String>,
+    /// Up to this long ago or this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// Also forks and exits of threads (not only of processes).
+    #[arg(long)]
+    threads: bool,
+    /// The store (default: timeline.path from the config, /var/lib/podtrail/timeline.db).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Config file to take timeline.path from (default: /etc/podtrail/podtrail.toml if present).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Output format: aligned text lines, or the stored JSON lines.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: Format,
 }
 
 fn init_logging(level: &str) {
@@ -183,6 +229,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = args.otlp_endpoint.or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()) {
                 config.otlp.endpoint = v;
             }
+            if let Some(v) = args.timeline_path {
+                config.timeline.path = v;
+            }
+            if args.no_timeline {
+                config.timeline.enabled = false;
+            }
             config.validate()?;
             // Two workers: tail clients, the metrics listener and the CRI sync run beside the
             // pipeline instead of between its drains.
@@ -230,6 +282,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             Ok(rt.block_on(podtrail::tail::client::run(args))?)
         }
+        Command::Timeline(args) => timeline(args),
         Command::Offsets { btf } => {
             let btf = Btf::from_file(&btf)?;
             for (name, value) in offsets::named(&offsets::resolve(&btf)?) {
@@ -237,5 +290,34 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
+    let db = match args.db {
+        Some(p) => p,
+        None => Config::load(args.config.as_deref())?.timeline.path,
+    };
+    let now = std::time::SystemTime::now();
+    let time = |flag: &str, v: Option<String>| v.map(|v| timeline::parse_time(flag, &v, now)).transpose();
+    let filter = timeline::Filter {
+        namespace: args.namespace,
+        pod: args.pod,
+        container: args.container,
+        kinds: args.kinds,
+        anomalies: args.anomalies,
+        since_unix_ns: time("--since", args.since)?,
+        until_unix_ns: time("--until", args.until)?,
+        threads: args.threads,
+    };
+    let mut out = std::io::stdout().lock();
+    match timeline::print(&db, &filter, args.output, &mut out) {
+        Ok(0) => {
+            eprintln!("podtrail: no events in {} match", db.display());
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(timeline::TimelineError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -104,14 +104,14 @@ impl<W: Write> Output<W> {
     }
 }
 
-fn rfc3339(clock: WallClock, boot_ns: u64) -> String {
+/// The `ts` field: RFC 3339 UTC with nanoseconds.
+pub fn rfc3339(clock: WallClock, boot_ns: u64) -> String {
     humantime::format_rfc3339_nanos(clock.to_system_time(boot_ns)).to_string()
 }
 
-/// The JSON line `--output json` prints for `ev` (without the newline), for other sinks.
-pub fn json_line(clock: &WallClock, ev: &Event) -> String {
-    let line = EventLine { ts: rfc3339(*clock, ev.ts_boot_ns), event: ev };
-    serde_json::to_string(&line).unwrap_or_default()
+/// The `--output json` line of `ev`, without the newline (the timeline stores the same).
+pub fn json_line(clock: WallClock, ev: &Event) -> serde_json::Result<String> {
+    serde_json::to_string(&EventLine { ts: rfc3339(clock, ev.ts_boot_ns), event: ev })
 }
 
 /// `<time> <KIND> pid=.. ppid=.. uid=.. comm=.. cg=.. <details>`

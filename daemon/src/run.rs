@@ -45,6 +45,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(crate::otlp::OtlpSink::start(&cfg.otlp, output.clock())?)
     };
     preflight::check_privileges()?;
+    // Before loading: an unusable store path is a start-up error (a corrupt store is moved
+    // aside and replaced).
+    let timeline = if cfg.timeline.enabled {
+        Some(crate::timeline::TimelineSink::start(&cfg.timeline, output.clock())?)
+    } else {
+        None
+    };
     let (tfs, load) = prepare_load(cfg, &opts.btf)?;
     let (mut ebpf, links) = loader::load_and_attach(&tfs, &load)?;
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
@@ -69,7 +76,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if cfg.tail.enabled {
         let (sink, tx) = TailSink::new(cfg.tail.buffer, output.clock());
         // Like a busy metrics port: the event stream and the other sinks keep running.
-        match tail::serve(&cfg.tail.socket, &cfg.tail.group, tx, None) {
+        // `tail --since` replays from the timeline this daemon writes (when it writes one).
+        let flush = Duration::from_millis(cfg.timeline.flush_interval_ms);
+        let replay = cfg.timeline.enabled.then(|| tail::timeline_replay(cfg.timeline.path.clone(), flush));
+        match tail::serve(&cfg.tail.socket, &cfg.tail.group, tx, replay) {
             Ok(()) => {
                 exporters.push(Box::new(sink));
                 tail_socket = Some(cfg.tail.socket.clone());
@@ -78,6 +88,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     exporters.extend(otlp.map(|s| Box::new(s) as Box<dyn EventSink>));
+    exporters.extend(timeline.map(|s| Box::new(s) as Box<dyn EventSink>));
     if cfg.metrics.enabled {
         let cache = enricher.as_ref().map(|e| e.cache.clone());
         let ttl = Duration::from_millis(cfg.metrics.container_series_ttl_ms);

@@ -279,7 +279,7 @@ fn text_output_is_one_line_per_event() {
         return;
     }
     let child = Command::new(BIN)
-        .args(["run", "-o", "text", "--drain-interval-ms", "10"])
+        .args(["run", "-o", "text", "--drain-interval-ms", "10", "--no-timeline"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

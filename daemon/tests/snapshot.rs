@@ -31,6 +31,9 @@ fn snapshot_has_every_layer_and_no_secret() {
     let secret_dir = std::env::temp_dir().join(format!("podtrail-secret-{}", std::process::id()));
     std::fs::create_dir_all(&secret_dir).unwrap();
     std::fs::write(secret_dir.join("token"), format!("{tag}-file")).unwrap();
+    // A daemon keeps the node's timeline while the container runs.
+    let store = temp_timeline("snapshot");
+    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--timeline-path", store.to_str().unwrap()]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("snap-{}", std::process::id());
     let (sandbox, cid) = rt.block_on(async {
@@ -51,9 +54,12 @@ fn snapshot_has_every_layer_and_no_secret() {
         let cid = start_container(&mut c, &sandbox, "vault", &uid, cc).await;
         (sandbox, cid)
     });
+    d.wait_for("keeper's sleep", 15, |v| is_kind(v, "exec") && v["exec"]["args"][0] == "sleep" && v["metadata"]["container"] == "keeper");
+    std::thread::sleep(std::time::Duration::from_millis(800)); // one timeline flush
+    let cfg = TempConfig::new(&format!("[timeline]\npath = {:?}\n", store.display().to_string()));
     let out = std::env::temp_dir().join(format!("podtrail-snap-{}.tar.gz", std::process::id()));
     let run = Command::new(BIN)
-        .args(["snapshot", "keeper", "--cri-endpoint", &env.socket, "-o"])
+        .args(["snapshot", "keeper", "--cri-endpoint", &env.socket, "--config", cfg.arg(), "-o"])
         .arg(&out)
         .output()
         .unwrap();
@@ -71,6 +77,7 @@ fn snapshot_has_every_layer_and_no_secret() {
         "snapshot/containers/keeper/namespaces.json",
         "snapshot/containers/keeper/processes.json",
         "snapshot/node/doctor.json",
+        "snapshot/timeline/events.jsonl",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
@@ -80,6 +87,8 @@ fn snapshot_has_every_layer_and_no_secret() {
     assert_eq!(manifest["files"].as_array().unwrap().len(), files.len() - 1, "the manifest lists every file");
     let procs: serde_json::Value = serde_json::from_str(&get("snapshot/containers/keeper/processes.json")).unwrap();
     assert!(procs.as_array().unwrap().iter().any(|p| p["comm"] == "sleep"), "{procs}");
+    let story = get("snapshot/timeline/events.jsonl");
+    assert!(story.lines().any(|l| l.contains("\"container\":\"keeper\"") && l.contains("\"kind\":\"exec\"")), "{story}");
     let oci = get("snapshot/containers/keeper/oci-config.json");
     assert!(oci.contains("DB_PASSWORD=***") && oci.contains("GREETING=***"), "env names kept, values masked");
     // The point: no planted value anywhere, in any file.
@@ -88,6 +97,8 @@ fn snapshot_has_every_layer_and_no_secret() {
         assert!(!text.contains(&secret_dir.display().to_string()), "{name} shows the secret mount's source:\n{text}");
     }
     rt.block_on(remove_pod(&env.socket, sandbox));
+    d.stop();
+    remove_store(&store);
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_dir_all(&secret_dir);
     drop(env);

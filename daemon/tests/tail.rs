@@ -86,6 +86,31 @@ fn a_slow_client_lags_and_never_slows_the_daemon() {
 }
 
 #[test]
+fn since_replays_the_timeline_then_follows_without_gap_or_duplicate() {
+    if !root_or_skip("since_replays_the_timeline_then_follows_without_gap_or_duplicate") {
+        return;
+    }
+    let d = Daemon::start(&["--no-cri"]);
+    let tag = std::process::id();
+    let before = run_marker(&format!("before-{tag}")) as u64;
+    std::thread::sleep(Duration::from_millis(1500));
+    let since = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+    let after = run_marker(&format!("after-{tag}")) as u64;
+    d.wait_for("the stored marker", 10, |v| is_kind(v, "exec") && tgid(v) == after);
+    let tail = Tail::start(&d.tail_socket, &["--kind", "exec", "--since", &since]);
+    std::thread::sleep(Duration::from_millis(1500)); // the replay waits for the writer's flush
+    let live = run_marker(&format!("live-{tag}")) as u64;
+    tail.wait_for("the live marker", |v| tgid(v) == live);
+    let count = |pid: u64| tail.all().iter().filter(|v| tgid(v) == pid).count();
+    assert_eq!(count(before), 0, "events before --since are not shown");
+    assert_eq!(count(after), 1, "the stored event after --since is shown once");
+    assert_eq!(count(live), 1, "the live event is shown once");
+    let seqs: Vec<u64> = tail.all().iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, no repeats: {seqs:?}");
+    d.stop();
+}
+
+#[test]
 fn tail_without_a_daemon_names_the_socket() {
     let out = Command::new(BIN).args(["tail", "--socket", "/tmp/podtrail-nothing-here.sock"]).output().unwrap();
     assert!(!out.status.success());

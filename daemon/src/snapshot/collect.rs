@@ -195,7 +195,31 @@ fn process_tree(cgroup: &str, r: &mut Redactor) -> Value {
     Value::Array(out)
 }
 
-/// Recent stored events of the target's pods (when the timeline is available).
-pub fn timeline(_cfg: &crate::config::Config, _found: &Found) -> Option<String> {
-    None
+/// How far back a snapshot looks in the timeline.
+const TIMELINE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The last hour of stored events (anomalies included) of the target's pods, as JSON lines
+/// (already masked when stored), when this node keeps a timeline.
+pub fn timeline(cfg: &crate::config::Config, found: &Found) -> Option<String> {
+    if !cfg.timeline.enabled || !cfg.timeline.path.exists() {
+        return None;
+    }
+    let since = std::time::SystemTime::now().checked_sub(TIMELINE_WINDOW)?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let mut pods: Vec<(&str, &str)> = found.containers.iter().map(|c| (c.namespace.as_str(), c.pod.as_str())).collect();
+    pods.sort();
+    pods.dedup();
+    let mut out = String::new();
+    for (namespace, pod) in pods {
+        let filter = crate::timeline::Filter {
+            namespace: Some(namespace.to_string()),
+            pod: Some(pod.to_string()),
+            since_unix_ns: i64::try_from(since.as_nanos()).ok(),
+            ..Default::default()
+        };
+        for row in crate::timeline::query(&cfg.timeline.path, &filter).ok()? {
+            out.push_str(&row.json);
+            out.push('\n');
+        }
+    }
+    Some(out)
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-pub use server::{TailServerError, serve};
+pub use server::{Replay, TailServerError, serve};
 
 use crate::{event::Event, sink::EventSink};
 
@@ -69,7 +69,33 @@ impl EventSink for TailSink {
         if self.tx.receiver_count() == 0 {
             return; // nobody tails: not even the JSON is built
         }
-        let json = crate::output::json_line(&self.clock, ev);
+        let Ok(json) = crate::output::json_line(self.clock, ev) else { return };
         let _ = self.tx.send(Arc::new(TailItem::of(ev, json)));
     }
+}
+
+/// Replay from the timeline store at `db`: stored events matching the request since its
+/// time, oldest first, as (seq if written by this daemon run else 0, JSON). Live events
+/// with a seq up to the last replayed one are then skipped: no gap, no duplicate.
+pub fn timeline_replay(db: std::path::PathBuf, flush_interval: std::time::Duration) -> Replay {
+    Arc::new(move |f: &proto::FollowRequest| {
+        // The client subscribed to live events first; once the writer has flushed what was
+        // published before that, the store and the live stream overlap (deduped by seq)
+        // instead of leaving a gap.
+        std::thread::sleep(flush_interval + std::time::Duration::from_millis(250));
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let filter = crate::timeline::Filter {
+            namespace: some(&f.namespace),
+            pod: some(&f.pod),
+            container: some(&f.container),
+            kinds: f.kinds.clone(),
+            anomalies: f.anomalies,
+            since_unix_ns: i64::try_from(f.since_unix_ns).ok(),
+            until_unix_ns: None,
+            threads: true,
+        };
+        let rows = crate::timeline::query(&db, &filter).map_err(|e| e.to_string())?;
+        let run = crate::timeline::run_id();
+        Ok(rows.into_iter().map(|r| (if r.run_id == run { r.seq } else { 0 }, r.json)).collect())
+    })
 }

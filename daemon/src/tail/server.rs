@@ -54,24 +54,37 @@ impl tail_server::Tail for TailService {
         if let Some(bad) = f.kinds.iter().find(|k| !crate::event::KINDS.contains(&k.as_str())) {
             return Err(Status::invalid_argument(format!("unknown kind {bad:?}")));
         }
+        let replay = match (f.since_unix_ns, &self.replay) {
+            (0, _) => None,
+            (_, Some(r)) => Some(r.clone()),
+            (_, None) => {
+                return Err(Status::failed_precondition("--since needs the timeline, which is disabled ([timeline] enabled = false)"));
+            }
+        };
         // Subscribe before reading the store: nothing falls between replay and live.
         let mut rx = self.tx.subscribe();
-        let mut replayed_up_to = 0u64;
         let (out, out_rx) = mpsc::channel(CLIENT_QUEUE);
-        if f.since_unix_ns != 0 {
-            let Some(replay) = &self.replay else {
-                return Err(Status::failed_precondition("--since needs the timeline, which is disabled ([timeline] enabled = false)"));
-            };
-            let stored = replay(&f).map_err(Status::unavailable)?;
-            let n = stored.len();
-            for (seq, json) in stored {
-                replayed_up_to = replayed_up_to.max(seq);
-                let _ = out.send(Ok(event(json))).await;
-            }
-            let notice = format!("replayed {n} stored events; following live");
-            let _ = out.send(Ok(TailMessage { event_json: String::new(), lagged: 0, notice })).await;
-        }
         tokio::spawn(async move {
+            // The replay streams (with backpressure) from this task, after the response
+            // stream exists: the client drains it while it is being sent.
+            let mut replayed_up_to = 0u64;
+            if let Some(replay) = replay {
+                let req = f.clone();
+                let stored = match tokio::task::spawn_blocking(move || replay(&req)).await {
+                    Ok(Ok(rows)) => rows,
+                    Ok(Err(e)) => return drop(out.send(Err(Status::unavailable(e))).await),
+                    Err(e) => return drop(out.send(Err(Status::internal(e.to_string()))).await),
+                };
+                let n = stored.len();
+                for (seq, json) in stored {
+                    replayed_up_to = replayed_up_to.max(seq);
+                    if out.send(Ok(event(json))).await.is_err() {
+                        return;
+                    }
+                }
+                let notice = format!("replayed {n} stored events; following live");
+                let _ = out.send(Ok(TailMessage { event_json: String::new(), lagged: 0, notice })).await;
+            }
             // Events this client missed since it was last told (its queue was full, or it
             // fell behind the broadcast): the forwarder never waits for a slow client.
             let mut missed = 0u64;

@@ -34,12 +34,28 @@ pub struct Daemon {
     stderr: Arc<Mutex<String>>,
     /// The `--tail-socket` the harness chose (empty when the test passed its own).
     pub tail_socket: String,
+    /// The timeline store the harness chose (removed on drop); None when the test set one.
+    own_timeline: Option<std::path::PathBuf>,
 }
 
 fn next_tail_socket() -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("/tmp/podtrail-test-{}-{n}.sock", std::process::id())
+}
+
+/// A timeline store path no other daemon of this test process uses.
+pub fn temp_timeline(name: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("podtrail-test-{name}-{}-{n}.db", std::process::id()))
+}
+
+/// Removes a store and its WAL / shared-memory files.
+pub fn remove_store(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
 
 impl Daemon {
@@ -57,11 +73,22 @@ impl Daemon {
         let tail_socket = next_tail_socket();
         let tail: Vec<&str> =
             if extra.contains(&"--tail-socket") { vec![] } else { vec!["--tail-socket", &tail_socket] };
+        // Tests run daemons in parallel: each gets its own timeline store.
+        let own_timeline = if extra.iter().any(|a| *a == "--timeline-path" || *a == "--no-timeline") {
+            None
+        } else {
+            Some(temp_timeline("timeline"))
+        };
+        let timeline: Vec<&str> = match &own_timeline {
+            Some(p) => vec!["--timeline-path", p.to_str().unwrap()],
+            None => vec![],
+        };
         let mut child = Command::new(BIN)
             .args(["run", "-o", "json"])
             .args(drain)
             .args(metrics)
             .args(&tail)
+            .args(&timeline)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -88,7 +115,7 @@ impl Daemon {
             }
         });
         let tail_socket = if tail.is_empty() { String::new() } else { tail_socket };
-        let mut d = Daemon { child, events, stderr, tail_socket };
+        let mut d = Daemon { child, events, stderr, tail_socket, own_timeline };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !d.stderr.lock().unwrap().contains("podtrail ready") {
             if let Ok(Some(status)) = d.child.try_wait() {
@@ -146,6 +173,19 @@ impl Daemon {
         self.events.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (no chance to flush anything) and reap; returns stderr.
+    pub fn kill9(&mut self) -> String {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        self.stderr()
+    }
+
     /// SIGTERM, wait, and return stderr; asserts a clean exit and no drops.
     pub fn stop(self) -> String {
         let (stderr, drops) = self.stop_with_drops();
@@ -172,6 +212,9 @@ impl Drop for Daemon {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(p) = &self.own_timeline {
+            remove_store(p);
         }
     }
 }

@@ -14,6 +14,8 @@ use super::{BIN, Reaped};
 pub struct Tail {
     _child: Reaped,
     lines: Arc<Mutex<Vec<Value>>>,
+    /// What the client printed on stderr (notices, errors).
+    pub notices: Arc<Mutex<String>>,
 }
 
 impl Tail {
@@ -22,9 +24,17 @@ impl Tail {
             .args(["tail", "--socket", socket, "-o", "json"])
             .args(filters)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let err = child.stderr.take().unwrap();
+        let notices = Arc::new(Mutex::new(String::new()));
+        let n = notices.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                n.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
         let out = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let l = lines.clone();
@@ -36,7 +46,7 @@ impl Tail {
         });
         // Connected once the daemon counts a subscriber: give it a moment.
         std::thread::sleep(Duration::from_millis(300));
-        Tail { _child: Reaped(child), lines }
+        Tail { _child: Reaped(child), lines, notices }
     }
 
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -45,7 +55,7 @@ impl Tail {
             if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
                 return v.clone();
             }
-            assert!(Instant::now() < deadline, "tail never showed {what}");
+            assert!(Instant::now() < deadline, "tail never showed {what}; its stderr: {}", self.notices.lock().unwrap());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
