@@ -65,26 +65,37 @@ enum Command {
     },
 }
 
+/// The event filters `tail` and `timeline` share.
 #[derive(clap::Args)]
-struct TailCli {
-    /// The daemon's socket (tail.socket in its config).
-    #[arg(long, default_value = podtrail::config::DEFAULT_TAIL_SOCKET)]
-    socket: PathBuf,
+struct EventFilter {
+    /// Only this Kubernetes namespace.
     #[arg(long)]
     namespace: Option<String>,
+    /// Only this pod.
     #[arg(long)]
     pod: Option<String>,
+    /// Only this container (name).
     #[arg(long)]
     container: Option<String>,
-    /// Event kind to show (repeatable): exec, exit, setns, oom_kill, anomaly, ...
+    /// Only these event kinds (repeatable: --kind exec --kind anomaly).
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// Only anomalies.
     #[arg(long)]
     anomalies: bool,
-    /// Replay stored events from this long ago (10m, 1h) or time (RFC 3339), then follow.
+    /// From this long ago (10m, 1h, 2h30m) or this time (RFC 3339 UTC); `tail` replays the
+    /// timeline from there, then follows live.
     #[arg(long)]
     since: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct TailCli {
+    /// The daemon's socket (tail.socket in its config).
+    #[arg(long, default_value = podtrail::config::DEFAULT_TAIL_SOCKET)]
+    socket: PathBuf,
+    #[command(flatten)]
+    filter: EventFilter,
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     output: Format,
 }
@@ -138,24 +149,8 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct TimelineArgs {
-    /// Only this Kubernetes namespace.
-    #[arg(long)]
-    namespace: Option<String>,
-    /// Only this pod.
-    #[arg(long)]
-    pod: Option<String>,
-    /// Only this container (name).
-    #[arg(long)]
-    container: Option<String>,
-    /// Only these event kinds (repeatable: --kind exec --kind exit).
-    #[arg(long = "kind")]
-    kinds: Vec<String>,
-    /// Only anomalies.
-    #[arg(long)]
-    anomalies: bool,
-    /// From this long ago (10m, 1h, 2h30m) or this time (RFC 3339 UTC, 2026-01-02T15:04:05Z).
-    #[arg(long)]
-    since: Option<String>,
+    #[command(flatten)]
+    filter: EventFilter,
     /// Up to this long ago or this time (same forms as --since).
     #[arg(long)]
     until: Option<String>,
@@ -271,12 +266,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(t) => {
             let args = podtrail::tail::client::TailArgs {
                 socket: t.socket,
-                namespace: t.namespace,
-                pod: t.pod,
-                container: t.container,
-                kinds: t.kinds,
-                anomalies: t.anomalies,
-                since: t.since,
+                namespace: t.filter.namespace,
+                pod: t.filter.pod,
+                container: t.filter.container,
+                kinds: t.filter.kinds,
+                anomalies: t.filter.anomalies,
+                since: t.filter.since,
                 json: t.output == Format::Json,
             };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -301,12 +296,12 @@ fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now();
     let time = |flag: &str, v: Option<String>| v.map(|v| timeline::parse_time(flag, &v, now)).transpose();
     let filter = timeline::Filter {
-        namespace: args.namespace,
-        pod: args.pod,
-        container: args.container,
-        kinds: args.kinds,
-        anomalies: args.anomalies,
-        since_unix_ns: time("--since", args.since)?,
+        namespace: args.filter.namespace,
+        pod: args.filter.pod,
+        container: args.filter.container,
+        kinds: args.filter.kinds,
+        anomalies: args.filter.anomalies,
+        since_unix_ns: time("--since", args.filter.since)?,
         until_unix_ns: time("--until", args.until)?,
         threads: args.threads,
     };

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{containerd::*, *};
+use common::{containerd::*, tail::Tail, *};
 use k8s_cri::v1::*;
 use serde_json::Value;
 
@@ -17,6 +17,7 @@ fn oom_in_container_names_container_limit_and_init() {
     }
     let env = Env::up();
     let d = Daemon::start(&["--cri-endpoint", &env.socket]);
+    let tail = Tail::start(&d.tail_socket, &["--anomalies"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("oom-{}", std::process::id());
     let sandbox = rt.block_on(async {
@@ -51,6 +52,8 @@ fn oom_in_container_names_container_limit_and_init() {
     let summary = a["anomaly"]["summary"].as_str().unwrap();
     assert!(summary.starts_with("OOM kill of dd(pid"), "{summary}");
     assert!(summary.contains("in podtrail/hungry/oomer: usage ") && summary.contains(" of limit 32 MiB; it was the container's init"), "{summary}");
+    // What an SRE tailing the node sees.
+    assert_eq!(tail.wait_for("the OOM anomaly via tail", |v| v["seq"] == a["seq"]), a);
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
     drop(env);
@@ -108,6 +111,7 @@ fn crash_loop_counts_restarts() {
     }
     let env = Env::up();
     let d = Daemon::start(&["--cri-endpoint", &env.socket]);
+    let tail = Tail::start(&d.tail_socket, &["--anomalies", "--pod", "crashy"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("crash-{}", std::process::id());
     let mut c = rt.block_on(client(&env.socket));
@@ -144,6 +148,7 @@ fn crash_loop_counts_restarts() {
             assert!(summary.starts_with("podtrail/crashy/crasher stopped 3 times within 600 s"), "{summary}");
             assert!(summary.ends_with("last: exit code 3"), "{summary}");
             assert_eq!(a["anomaly"]["related_seq"], exit["seq"]);
+            assert_eq!(tail.wait_for("the crash loop via tail", |v| v["seq"] == a["seq"]), a);
         }
         stops.push(exit);
         std::thread::sleep(Duration::from_millis(200)); // a (very short) back-off
