@@ -7,21 +7,28 @@
 //! (thermal, page cache, noisy neighbours on a VM) hits both configurations equally, and
 //! the headline number is the median of per-round (paired) ratios.
 //!
+//! A full run also times the same storm under bpftrace (the same tracepoints, printing the
+//! same fields) and libbpf-tools' execsnoop, in the same rounds, and writes bench/RESULTS.md.
+//!
 //! Gating (non-zero exit): the daemon fails, misses any storm exec, or drops anything.
 //! The overhead target (median ratio <= 1.05) is reported as PASS/MISS but never fails.
 use std::{
-    collections::BTreeMap,
     fs,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, Stdio},
-    sync::mpsc,
-    thread::{self, JoinHandle},
+    process::{Command, Stdio},
+    thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
+
+mod contenders;
+mod podtrail;
+
+use contenders::{Contender, ContenderRun};
+use podtrail::{Daemon, DaemonRun};
 
 /// The issue's target: podtrail may add at most 5% to a fork+exec storm.
 const TARGET_RATIO: f64 = 1.05;
@@ -47,6 +54,9 @@ pub struct BenchArgs {
     /// Use the existing release binary instead of running `cargo build --release -p podtrail`.
     #[arg(long)]
     no_build: bool,
+    /// Skip the other tracers (bpftrace, execsnoop); --quick never runs them.
+    #[arg(long)]
+    no_contenders: bool,
     /// Extra `podtrail run` arguments, after `--` (e.g. `-- --ringbuf-size 1048576`).
     #[arg(last = true)]
     daemon_args: Vec<String>,
@@ -76,6 +86,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         describe(&machine)
     );
     storm(iterations.min(200)).context("warm-up storm")?; // page in /bin/true, warm the allocator
+    let contenders: Vec<Contender> =
+        if args.quick || args.no_contenders { Vec::new() } else { contenders::ALL.to_vec() };
+    for c in &contenders {
+        c.ensure_installed()?;
+    }
 
     eprintln!("{HEADER}");
     let mut results = Vec::with_capacity(rounds);
@@ -91,13 +106,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 baseline = storm(iterations)?;
             }
         }
+        // Contenders after the pair, in an order that rotates per round.
+        let mut runs = Vec::new();
+        for i in 0..contenders.len() {
+            let c = contenders[(i + r) % contenders.len()];
+            runs.push(contenders::timed_storm(c, iterations).with_context(|| format!("round {}: {}", r + 1, c.name()))?);
+        }
+        runs.sort_by_key(|c| c.name);
         let (podtrail, daemon) = traced.expect("every round runs both configurations");
         let order = if podtrail_first { "BA" } else { "AB" };
-        let round = Round { n: iterations, order, baseline, podtrail, daemon };
+        let round = Round { n: iterations, order, baseline, podtrail, daemon, contenders: runs };
         eprintln!("{}", round.row(r + 1));
         results.push(round);
     }
-    report(&target, machine, &args.daemon_args, rounds, iterations, &results)
+    let root = root.to_path_buf();
+    let results_md = (!args.quick).then(|| root.join("bench/RESULTS.md"));
+    report(&target, machine, &args.daemon_args, rounds, iterations, &results, results_md.as_deref())
 }
 
 const HEADER: &str =
@@ -110,6 +134,8 @@ struct Round {
     baseline: Duration,
     podtrail: Duration,
     daemon: DaemonRun,
+    /// The other tracers' storms of this round (same iteration count), by name.
+    contenders: Vec<ContenderRun>,
 }
 
 impl Round {
@@ -154,7 +180,16 @@ impl Round {
         f
     }
     fn to_json(&self, i: usize) -> Value {
+        let contenders: Vec<Value> = self
+            .contenders
+            .iter()
+            .map(|c| {
+                let us = c.took.as_secs_f64() * 1e6 / self.n as f64;
+                json!({"name": c.name, "us_per_exec": us, "ratio": c.took.as_secs_f64() / self.baseline.as_secs_f64(), "execs_seen": c.seen})
+            })
+            .collect();
         json!({
+            "contenders": contenders,
             "round": i, "order": self.order,
             "baseline_s": self.baseline.as_secs_f64(), "podtrail_s": self.podtrail.as_secs_f64(),
             "baseline_us_per_exec": self.baseline_us(), "podtrail_us_per_exec": self.podtrail_us(),
@@ -163,23 +198,6 @@ impl Round {
             "drops": self.daemon.drops, "daemon_summary": self.daemon.summary,
         })
     }
-}
-
-/// What one daemon run saw.
-#[derive(Default)]
-struct DaemonRun {
-    /// exec events of our storm (`/bin/true` with us as parent).
-    storm_execs: u64,
-    /// All stdout lines (the whole machine's events, not just the storm's).
-    lines: u64,
-    /// `"kind":"drops"` lines that were not valid JSON (only those lines are parsed).
-    unparsable_lines: u64,
-    /// Latest `total` per (reason, event_kind) from `"kind":"drops"` lines.
-    drop_totals: BTreeMap<(String, String), u64>,
-    /// Larger of: summed `drops` line totals, the `dropped` count in the stop summary.
-    drops: u64,
-    /// The daemon's own `podtrail stopped: ...` summary.
-    summary: String,
 }
 
 /// Serial fork+exec+wait of /bin/true, `n` times; returns the wall time.
@@ -198,133 +216,6 @@ fn traced_storm(bin: &Path, extra: &[String], n: usize) -> anyhow::Result<(Durat
     thread::sleep(SETTLE);
     let took = storm(n)?; // on error `daemon` is dropped, which kills it
     Ok((took, daemon.stop()?))
-}
-
-/// A `podtrail run` we started; dropping it kills it (by pid) if it is still running.
-struct Daemon {
-    child: Child,
-    stdout: Option<JoinHandle<DaemonRun>>,
-    stderr: Option<JoinHandle<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(bin: &Path, extra: &[String]) -> anyhow::Result<Daemon> {
-        let mut child = Command::new(bin)
-            .args(["--log-level", "info", "run", "-o", "json"])
-            .args(extra)
-            .env_remove("RUST_LOG") // it would override --log-level and could hide the ready line
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let out = child.stdout.take().expect("piped stdout");
-        let err = child.stderr.take().expect("piped stderr");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stdout = Some(thread::spawn(move || count_stdout(out)));
-        let stderr = Some(thread::spawn(move || {
-            let mut log = Vec::new();
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if line.contains("podtrail ready:") {
-                    let _ = ready_tx.send(());
-                }
-                log.push(line);
-            }
-            log // the sender drops here: an exit before "ready" wakes the waiter at once
-        }));
-        let mut d = Daemon { child, stdout, stderr };
-        if let Err(e) = ready_rx.recv_timeout(READY_TIMEOUT) {
-            let why = match e {
-                mpsc::RecvTimeoutError::Timeout => {
-                    format!("no `podtrail ready:` within {READY_TIMEOUT:?}")
-                }
-                mpsc::RecvTimeoutError::Disconnected => "it exited".to_string(),
-            };
-            d.kill();
-            let log = d.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-            bail!("podtrail failed to start ({why}); its stderr:\n{}", log.join("\n"));
-        }
-        Ok(d)
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: plain kill(2) on the pid of our own, not yet reaped, child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-
-    fn kill(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal(libc::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-
-    /// SIGTERM, wait for the drain and exit, then gather what it reported.
-    fn stop(mut self) -> anyhow::Result<DaemonRun> {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "podtrail did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed)"
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
-        // Both pipes hit EOF once the daemon is gone, so these joins end.
-        let mut run =
-            self.stdout.take().expect("stdout reader").join().expect("stdout reader panicked");
-        let log =
-            self.stderr.take().expect("stderr reader").join().expect("stderr reader panicked");
-        ensure!(status.success(), "podtrail exited with {status}; its stderr:\n{}", log.join("\n"));
-        let summary = log
-            .iter()
-            .find_map(|l| l.split_once("podtrail stopped: ").map(|(_, s)| s.to_string()))
-            .with_context(|| {
-                format!("no `podtrail stopped:` summary; stderr:\n{}", log.join("\n"))
-            })?;
-        let summary_dropped = summary
-            .find(" dropped")
-            .and_then(|i| summary[..i].rsplit(' ').next()?.parse::<u64>().ok())
-            .with_context(|| format!("cannot read the dropped count in {summary:?}"))?;
-        run.drops = summary_dropped.max(run.drop_totals.values().sum());
-        run.summary = summary;
-        Ok(run)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Consumes the daemon's stdout (so it never blocks on a full pipe) and counts.
-fn count_stdout(out: ChildStdout) -> DaemonRun {
-    // Match storm execs by substring instead of parsing JSON: this thread shares the two
-    // CPUs with the storm, and xtask is an unoptimized (dev profile) build, so parsing every
-    // line would inflate the overhead we measure. Field order is fixed by serde (struct order).
-    let storm_exec = format!(r#""filename":"{STORM_BIN}","#);
-    let our_child = format!(r#""ppid":{},"#, std::process::id());
-    let mut c = DaemonRun::default();
-    for line in BufReader::new(out).lines().map_while(Result::ok) {
-        c.lines += 1;
-        if line.contains(r#""kind":"exec","#) {
-            c.storm_execs += u64::from(line.contains(&storm_exec) && line.contains(&our_child));
-        } else if line.contains(r#""kind":"drops","#) {
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                c.unparsable_lines += 1;
-                continue;
-            };
-            let d = &v["drops"];
-            let key = |k: &str| d[k].as_str().unwrap_or("?").to_string();
-            let total = c.drop_totals.entry((key("reason"), key("event_kind"))).or_default();
-            *total = (*total).max(d["total"].as_u64().unwrap_or(0));
-        }
-    }
-    c
 }
 
 /// `cargo build --release -p podtrail`, hiding build.rs's relayed `warning: podtrail@` noise.
@@ -394,6 +285,7 @@ fn report(
     rounds: usize,
     n: usize,
     results: &[Round],
+    results_md: Option<&Path>,
 ) -> anyhow::Result<()> {
     let col = |f: fn(&Round) -> f64| results.iter().map(f).collect::<Vec<f64>>();
     let (base, traced, ratios, added) =
@@ -406,8 +298,9 @@ fn report(
         results.iter().enumerate().flat_map(|(i, r)| r.failures(i + 1)).collect();
     let verdict = if median(&ratios) <= TARGET_RATIO && drops == 0 { "PASS" } else { "MISS" };
 
+    let machine_line = describe(&machine);
     println!("fork+exec storm: {rounds} rounds x {n} serial execs of {STORM_BIN}, AB/BA order");
-    println!("machine: {}", describe(&machine));
+    println!("machine: {machine_line}");
     println!("{HEADER}");
     for (i, r) in results.iter().enumerate() {
         println!("{}", r.row(i + 1));
@@ -424,6 +317,16 @@ fn report(
     println!("added per exec: median {:.1} us", median(&added));
     println!("storm execs seen: {seen}/{}; drops: {drops}", n * rounds);
     println!("target: median ratio <= {TARGET_RATIO} with 0 drops: {verdict}");
+    let table = comparison(results);
+    if results.iter().any(|r| !r.contenders.is_empty()) {
+        println!("\nsame run, same storm, each tracer's ratio to the baseline of its round:");
+        for row in &table {
+            println!(
+                "{:<10} median {:>8.1} us/exec  ratio median {:.4} (min {:.4}, max {:.4})  added {:>6.1} us  execs seen {}",
+                row.name, row.us, row.ratio, row.ratio_min, row.ratio_max, row.added_us, row.seen
+            );
+        }
+    }
 
     let json = json!({
         "benchmark": "fork_exec_storm",
@@ -439,6 +342,10 @@ fn report(
             "target_ratio": TARGET_RATIO,
         },
         "rounds": results.iter().enumerate().map(|(i, r)| r.to_json(i + 1)).collect::<Vec<_>>(),
+        "comparison": table.iter().map(|r| json!({
+            "tracer": r.name, "us_per_exec_median": r.us, "ratio_median": r.ratio, "ratio_min": r.ratio_min,
+            "ratio_max": r.ratio_max, "added_us_per_exec_median": r.added_us, "execs_seen": r.seen,
+        })).collect::<Vec<_>>(),
         "summary": {
             "baseline_us_per_exec_median": median(&base),
             "podtrail_us_per_exec_median": median(&traced),
@@ -459,6 +366,14 @@ fn report(
     fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
+    if let Some(md) = results_md {
+        let text = results_markdown(&machine_line, rounds, n, &table, drops, seen);
+        if let Some(dir) = md.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        fs::write(md, text).with_context(|| format!("writing {}", md.display()))?;
+        println!("wrote {}", md.display());
+    }
 
     if !failures.is_empty() {
         bail!(
@@ -467,4 +382,67 @@ fn report(
         );
     }
     Ok(())
+}
+
+/// One tracer's medians over the rounds (ratios are to the baseline of the same round).
+struct Compared {
+    name: &'static str,
+    us: f64,
+    ratio: f64,
+    ratio_min: f64,
+    ratio_max: f64,
+    added_us: f64,
+    seen: String,
+}
+
+fn comparison(results: &[Round]) -> Vec<Compared> {
+    let Some(first) = results.first() else { return Vec::new() };
+    let n = first.n as f64;
+    let mut names = vec!["baseline", "podtrail"];
+    names.extend(first.contenders.iter().map(|c| c.name));
+    names
+        .into_iter()
+        .map(|name| {
+            let per_round: Vec<(f64, f64, u64)> = results
+                .iter()
+                .filter_map(|r| {
+                    let base = r.baseline.as_secs_f64();
+                    let (took, seen) = match name {
+                        "baseline" => (r.baseline, r.n as u64),
+                        "podtrail" => (r.podtrail, r.daemon.storm_execs),
+                        _ => r.contenders.iter().find(|c| c.name == name).map(|c| (c.took, c.seen))?,
+                    };
+                    Some((took.as_secs_f64() * 1e6 / n, took.as_secs_f64() / base, seen))
+                })
+                .collect();
+            let us: Vec<f64> = per_round.iter().map(|x| x.0).collect();
+            let ratios: Vec<f64> = per_round.iter().map(|x| x.1).collect();
+            let base_us: Vec<f64> = results.iter().map(Round::baseline_us).collect();
+            let seen: u64 = per_round.iter().map(|x| x.2).sum();
+            Compared {
+                name,
+                us: median(&us),
+                ratio: median(&ratios),
+                ratio_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratio_max: ratios.iter().copied().fold(0.0, f64::max),
+                added_us: median(&us) - median(&base_us),
+                seen: format!("{seen}/{}", results.len() * first.n),
+            }
+        })
+        .collect()
+}
+
+fn results_markdown(machine: &str, rounds: usize, n: usize, table: &[Compared], drops: u64, seen: u64) -> String {
+    let mut s = String::from("# Benchmark results\n\nWritten by `cargo xtask bench` (the full run; `--quick` does not write it).\n\n");
+    s += &format!("- machine: {machine}\n- workload: {rounds} rounds x {n} serial fork+exec of `{STORM_BIN}`; baseline and podtrail alternate AB/BA, the other tracers follow in a rotating order\n");
+    s += &format!("- podtrail: all probes, CRI attribution on, every sink on (JSON to a consumed pipe, metrics, tail socket, timeline); {seen} storm execs seen, {drops} drops\n\n");
+    s += "| tracer | us per exec (median) | ratio to baseline (median) | min | max | added us | storm execs seen |\n|---|---|---|---|---|---|---|\n";
+    for r in table {
+        s += &format!(
+            "| {} | {:.1} | {:.4} | {:.4} | {:.4} | {:.1} | {} |\n",
+            r.name, r.us, r.ratio, r.ratio_min, r.ratio_max, r.added_us, r.seen
+        );
+    }
+    s += "\nbpftrace runs exec/fork/exit tracepoints printing pids, parent, uid, cgroup id, comm and filename (what podtrail's events carry); execsnoop is libbpf-tools' `execsnoop -x`. Both print to a pipe the bench consumes.\n";
+    s
 }
