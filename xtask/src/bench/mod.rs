@@ -367,7 +367,8 @@ fn report(
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
     if let Some(md) = results_md {
-        let text = results_markdown(&machine_line, rounds, n, &table, drops, seen);
+        let cri = results.first().is_some_and(|r| r.daemon.summary.contains("CRI:"));
+        let text = results_markdown(&machine_line, rounds, n, &table, drops, seen, cri);
         if let Some(dir) = md.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -432,10 +433,11 @@ fn comparison(results: &[Round]) -> Vec<Compared> {
         .collect()
 }
 
-fn results_markdown(machine: &str, rounds: usize, n: usize, table: &[Compared], drops: u64, seen: u64) -> String {
+fn results_markdown(machine: &str, rounds: usize, n: usize, table: &[Compared], drops: u64, seen: u64, cri: bool) -> String {
     let mut s = String::from("# Benchmark results\n\nWritten by `cargo xtask bench` (the full run; `--quick` does not write it).\n\n");
     s += &format!("- machine: {machine}\n- workload: {rounds} rounds x {n} serial fork+exec of `{STORM_BIN}`; baseline and podtrail alternate AB/BA, the other tracers follow in a rotating order\n");
-    s += &format!("- podtrail: all probes, CRI attribution on, every sink on (JSON to a consumed pipe, metrics, tail socket, timeline); {seen} storm execs seen, {drops} drops\n\n");
+    let cri = if cri { "CRI attribution on" } else { "CRI attribution off (no runtime socket on this machine during the run)" };
+    s += &format!("- podtrail: all probes, {cri}, every other sink on (JSON to a consumed pipe, metrics, tail socket, timeline); {seen} storm execs seen, {drops} drops\n\n");
     s += "| tracer | us per exec (median) | ratio to baseline (median) | min | max | added us | storm execs seen |\n|---|---|---|---|---|---|---|\n";
     for r in table {
         s += &format!(
