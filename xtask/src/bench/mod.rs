@@ -25,6 +25,7 @@ use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
 mod contenders;
+mod latency;
 mod podtrail;
 
 use contenders::{Contender, ContenderRun};
@@ -121,7 +122,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let root = root.to_path_buf();
     let results_md = (!args.quick).then(|| root.join("bench/RESULTS.md"));
-    report(&target, machine, &args.daemon_args, rounds, iterations, &results, results_md.as_deref())
+    report(&target, machine, &args.daemon_args, rounds, iterations, &results, results_md.as_deref())?;
+    if !args.quick {
+        let lat = latency::run(&bin, &target, iterations).context("tail latency / footprint")?;
+        if let Some(md) = &results_md {
+            let l = &lat["tail_latency_ms"];
+            let f = &lat["footprint"];
+            let text = format!(
+                "\n## Event to `podtrail tail` latency and footprint\n\nOne `podtrail tail -o json --kind exec` client while a {iterations}-exec storm runs ({:.0} execs/s); latency = when the client read the line minus the event's `ts`.\n\n| p50 ms | p99 ms | max ms | idle RSS KiB | idle CPU | storm RSS KiB | storm CPU (of one core) |\n|---|---|---|---|---|---|---|\n| {:.1} | {:.1} | {:.1} | {} | {:.2}% | {} | {:.1}% |\n",
+                f["storm_execs_per_s"].as_f64().unwrap_or(0.0),
+                l["p50"].as_f64().unwrap_or(f64::NAN),
+                l["p99"].as_f64().unwrap_or(f64::NAN),
+                l["max"].as_f64().unwrap_or(f64::NAN),
+                f["idle_rss_kib"],
+                f["idle_cpu_fraction"].as_f64().unwrap_or(0.0) * 100.0,
+                f["storm_rss_kib"],
+                f["storm_cpu_fraction"].as_f64().unwrap_or(0.0) * 100.0,
+            );
+            let mut md_text = fs::read_to_string(md).unwrap_or_default();
+            md_text.push_str(&text);
+            fs::write(md, md_text)?;
+        }
+    }
+    Ok(())
 }
 
 const HEADER: &str =

@@ -79,6 +79,10 @@ impl Daemon {
         Ok(d)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn signal(&self, sig: libc::c_int) {
         // SAFETY: plain kill(2) on the pid of our own, not yet reaped, child.
         unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
