@@ -174,8 +174,22 @@ pub async fn container_pid(c: &mut RuntimeServiceClient<Channel>, cid: &str) -> 
     info["pid"].as_u64().expect("pid in info") as u32
 }
 
+/// Stops and removes a pod. containerd 1.6 sometimes fails the stop of a container whose
+/// shim already went away with it ("ttrpc: closed"); it succeeds once its task state caught
+/// up, as the kubelet's own retries rely on: retry a few times before failing the test.
 pub async fn remove_pod(socket: &str, sandbox: String) {
     let mut c = client(socket).await;
-    c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
-    c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
+    let mut last = None;
+    for _ in 0..10 {
+        let stop = c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await;
+        match stop {
+            Ok(_) => {
+                c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    panic!("StopPodSandbox failed 10 times: {last:?}");
 }
