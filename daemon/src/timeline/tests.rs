@@ -1,5 +1,4 @@
 use std::{
-    collections::BTreeMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, UNIX_EPOCH},
@@ -10,7 +9,8 @@ use crate::{
     anomaly::AnomalyDetail,
     clock::WallClock,
     cri::ContainerMeta,
-    event::{ContainerExit, Detail, Event, ExecDetail, ExitDetail, ForkDetail, Metadata, NsChangeDetail, NsInodes, Process},
+    event::{ContainerExit, Detail, Event, ForkDetail, Metadata, NsChangeDetail, NsInodes},
+    testutil,
 };
 
 /// A fresh directory per test (tests run in parallel), removed when dropped.
@@ -36,68 +36,32 @@ fn dir(name: &str) -> TempDir {
 }
 
 fn meta(pod: &str, container: &str) -> Arc<ContainerMeta> {
-    Arc::new(ContainerMeta {
-        namespace: "default".into(),
-        pod: pod.into(),
-        pod_uid: "u1".into(),
-        container: container.into(),
-        container_id: format!("{pod}-{container}-id"),
-        image: "img".into(),
-        runtime: "containerd".into(),
-        pid: 100,
-        attempt: 0,
-        labels: BTreeMap::new(),
-        ns: NsInodes::default(),
-        ephemeral_of: None,
-    })
+    let mut m = (*testutil::meta(container, 100)).clone();
+    m.pod = pod.into();
+    m.container_id = format!("{pod}-{container}-id");
+    Arc::new(m)
 }
 
 fn ev(seq: u64, ts_s: u64, kind: &'static str, m: Option<Arc<ContainerMeta>>, detail: Detail) -> Event {
-    Event {
-        seq,
-        ts_boot_ns: ts_s * 1_000_000_000,
-        kind,
-        source: "kernel",
-        process: Process { pid: 100, tgid: 100, ppid: 1, comm: "sh".into(), ..Default::default() },
-        cgroup_id: 7,
-        ns: NsInodes::default(),
-        metadata: match m {
-            Some(c) => Metadata { state: "complete", container: Some(c), late_of: None },
-            None => Metadata::host(),
-        },
-        entry_path: "entrypoint",
-        entry_started: false,
-        detail,
-    }
+    let mut e = testutil::event(seq, 100, m.as_ref(), detail);
+    e.ts_boot_ns = ts_s * 1_000_000_000;
+    e.kind = kind;
+    e.process.comm = "sh".into();
+    e.entry_path = "entrypoint";
+    e
 }
 
 fn exec(path: &str) -> Detail {
-    Detail::Exec(ExecDetail {
-        filename: path.into(),
-        filename_truncated: false,
-        args: vec![path.into(), "-c".into(), "work".into()],
-        args_truncated: false,
-        args_unreadable: false,
-        args_masked: false,
-        errno: 0,
-        error: None,
-        syscall: "execve",
-        dirfd: None,
-    })
+    testutil::exec(path, &[path, "-c", "work"])
 }
 
 fn exit(code: u32, leader: bool, container_exit: Option<ContainerExit>) -> Detail {
-    Detail::Exit(ExitDetail {
-        code: Some(code),
-        signal: None,
-        signal_name: None,
-        core_dumped: false,
-        raw: code << 8,
-        leader,
-        group_dead: Some(leader),
-        ns_pid: 1,
-        container_exit,
-    })
+    let mut d = testutil::exit(code, 1, container_exit);
+    if let Detail::Exit(x) = &mut d {
+        x.leader = leader;
+        x.group_dead = Some(leader);
+    }
+    d
 }
 
 fn fork(thread: bool) -> Detail {
