@@ -2,7 +2,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 use super::*;
 use crate::{
-    event::{ContainerExit, ForkDetail, Metadata, NsInodes, Process},
+    event::{ContainerExit, ForkDetail, Metadata, NsInodes},
     testutil,
 };
 
@@ -24,22 +24,10 @@ fn meta(id: &str, name: &str) -> Arc<ContainerMeta> {
 }
 
 fn ev(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, kind: &'static str, detail: Detail) -> Event {
-    Event {
-        seq: ts,
-        ts_boot_ns: ts,
-        kind,
-        source: "kernel",
-        process: Process { pid: tgid, tgid, ppid: 1, comm: "x".into(), ..Default::default() },
-        cgroup_id: 7,
-        ns: NsInodes::default(),
-        metadata: match m {
-            Some(m) => Metadata { state: "complete", container: Some(m.clone()), late_of: None },
-            None => Metadata::host(),
-        },
-        entry_path: entry,
-        entry_started: false,
-        detail,
-    }
+    let mut e = testutil::event(ts, tgid, m, detail);
+    e.kind = kind;
+    e.entry_path = entry;
+    e
 }
 
 fn exec(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, file: &str) -> Event {

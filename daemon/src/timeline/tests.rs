@@ -9,7 +9,7 @@ use crate::{
     anomaly::AnomalyDetail,
     clock::WallClock,
     cri::ContainerMeta,
-    event::{ContainerExit, Detail, Event, ForkDetail, Metadata, NsChangeDetail, NsInodes},
+    event::{ContainerExit, Detail, Event, ForkDetail, Metadata},
     testutil,
 };
 
@@ -289,17 +289,7 @@ fn text_lines_tell_the_story() {
     let web = meta("web", "app");
     let mut start = ev(1, 10, "exec", Some(web.clone()), exec("/bin/sh"));
     start.process.comm = "sh".into();
-    let mut setns = ev(2, 11, "setns", None, Detail::NsChange(NsChangeDetail {
-        op: "setns",
-        flags: 0,
-        requested: vec![],
-        fd: Some(3),
-        errno: 0,
-        error: None,
-        changed: vec!["mnt", "ipc"],
-        before: NsInodes::default(),
-        target: Some(web.clone()),
-    }));
+    let mut setns = ev(2, 11, "setns", None, testutil::setns(vec!["mnt", "ipc"], Some(web.clone())));
     setns.process.comm = "nsenter".into();
     setns.process.tgid = 555;
     setns.entry_path = "nsenter";
