@@ -29,12 +29,8 @@ enum Command {
     Doctor {
         #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Format,
-        #[arg(long, short = 'c')]
-        config: Option<PathBuf>,
-        #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
-        btf: PathBuf,
-        #[arg(long)]
-        cri_endpoint: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Write a redacted diagnostic bundle (.tar.gz) of a container, or of every container of
     /// a pod: CRI and OCI state, cgroup files, namespaces, processes, timeline, node facts.
@@ -46,12 +42,8 @@ enum Command {
         /// Where to write the bundle (default: podtrail-snapshot-<target>-<time>.tar.gz).
         #[arg(long = "out", short = 'o')]
         out: Option<PathBuf>,
-        #[arg(long, short = 'c')]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        cri_endpoint: Option<String>,
-        #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
-        btf: PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Follow the running daemon's events (filtered) from its unix socket.
     Tail(TailCli),
@@ -63,6 +55,28 @@ enum Command {
         #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
         btf: PathBuf,
     },
+}
+
+/// What `doctor` and `snapshot` need to know about the node: config, runtime socket, BTF.
+#[derive(clap::Args)]
+struct NodeArgs {
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    cri_endpoint: Option<String>,
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    btf: PathBuf,
+}
+
+impl NodeArgs {
+    /// The config file (or defaults) with `--cri-endpoint` applied.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(v) = &self.cri_endpoint {
+            config.cri.endpoint = v.clone();
+        }
+        Ok(config)
+    }
 }
 
 /// The event filters `tail` and `timeline` share.
@@ -236,13 +250,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(run(RunOptions { config, format: args.output, btf: args.btf }))
         }
-        Command::Doctor { output, config, btf, cri_endpoint } => {
-            let mut config = Config::load(config.as_deref())?;
-            if let Some(v) = cri_endpoint {
-                config.cri.endpoint = v;
-            }
+        Command::Doctor { output, node } => {
+            let config = node.config()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let checks = rt.block_on(podtrail::doctor::run(&config, &btf));
+            let checks = rt.block_on(podtrail::doctor::run(&config, &node.btf));
             match output {
                 Format::Json => println!("{}", serde_json::json!({ "ok": !podtrail::doctor::failed(&checks), "checks": checks })),
                 Format::Text => podtrail::doctor::print_text(&checks),
@@ -252,13 +263,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Snapshot { target, namespace, out, config, cri_endpoint, btf } => {
-            let mut config = Config::load(config.as_deref())?;
-            if let Some(v) = cri_endpoint {
-                config.cri.endpoint = v;
-            }
+        Command::Snapshot { target, namespace, out, node } => {
+            let config = node.config()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let args = podtrail::snapshot::SnapshotArgs { target, namespace, output: out, btf };
+            let args = podtrail::snapshot::SnapshotArgs { target, namespace, output: out, btf: node.btf };
             let path = rt.block_on(podtrail::snapshot::run(&config, args))?;
             println!("{}", path.display());
             Ok(())
