@@ -29,7 +29,11 @@ pub struct EntryTracker {
 
 impl EntryTracker {
     pub fn new(host: &NsInodes) -> Self {
-        EntryTracker { by_tgid: HashMap::new(), host_mnt: host.mnt, untracked: 0 }
+        EntryTracker {
+            by_tgid: HashMap::new(),
+            host_mnt: host.mnt,
+            untracked: 0,
+        }
     }
 
     fn record(&mut self, tgid: u32, path: &'static str) {
@@ -53,7 +57,7 @@ impl EntryTracker {
         match &ev.detail {
             Detail::NsChange(n) if n.op == "setns" && n.errno == 0 && !n.changed.is_empty() => {
                 let runtime = RUNTIME_COMMS.iter().any(|r| ev.process.comm.starts_with(r));
-                let into_mnt = n.changed.contains(&"mnt") && ev.ns.mnt != self.host_mnt;
+                let into_mnt = n.changed.contains("mnt") && ev.ns.mnt != self.host_mnt;
                 if into_mnt || (!runtime && n.target.is_some()) {
                     let path = if runtime { "runtime_exec" } else { "nsenter" };
                     let started = !self.by_tgid.contains_key(&tgid);
@@ -68,11 +72,7 @@ impl EntryTracker {
             }
             _ => {}
         }
-        let path = self
-            .by_tgid
-            .get(&tgid)
-            .copied()
-            .unwrap_or(fallback);
+        let path = self.by_tgid.get(&tgid).copied().unwrap_or(fallback);
         if let Detail::Exit(x) = &ev.detail
             && x.leader
         {
@@ -91,7 +91,16 @@ mod tests {
     use super::*;
     use crate::{event::ForkDetail, testutil};
 
-    const HOST: NsInodes = NsInodes { mnt: 1, pid: 2, net: 3, uts: 4, ipc: 5, user: 6, cgroup: 7, pid_for_children: 2 };
+    const HOST: NsInodes = NsInodes {
+        mnt: 1,
+        pid: 2,
+        net: 3,
+        uts: 4,
+        ipc: 5,
+        user: 6,
+        cgroup: 7,
+        pid_for_children: 2,
+    };
 
     fn ev(tgid: u32, comm: &str, mnt: u32, detail: Detail) -> Event {
         let mut e = testutil::event(0, tgid, None, detail);
@@ -105,7 +114,13 @@ mod tests {
     }
 
     fn fork(child: u32) -> Detail {
-        Detail::Fork(ForkDetail { child_pid: child, child_tgid: child, thread: false, clone_flags: None, new_namespaces: vec![] })
+        Detail::Fork(ForkDetail {
+            child_pid: child,
+            child_tgid: child,
+            thread: false,
+            clone_flags: None,
+            new_namespaces: Default::default(),
+        })
     }
 
     fn exit() -> Detail {
@@ -115,12 +130,30 @@ mod tests {
     #[test]
     fn setns_into_container_mnt_is_an_entry_inherited_by_children() {
         let mut t = EntryTracker::new(&HOST);
-        assert_eq!(t.classify(&ev(10, "nsenter", 99, setns(vec!["mnt"])), "host"), "nsenter");
-        assert_eq!(t.classify(&ev(10, "nsenter", 99, fork(11)), "host"), "nsenter");
-        assert_eq!(t.classify(&ev(11, "sh", 99, exit()), "entrypoint"), "nsenter");
-        assert_eq!(t.classify(&ev(10, "nsenter", 99, exit()), "host"), "nsenter");
+        assert_eq!(
+            t.classify(&ev(10, "nsenter", 99, setns(vec!["mnt"])), "host"),
+            "nsenter"
+        );
+        assert_eq!(
+            t.classify(&ev(10, "nsenter", 99, fork(11)), "host"),
+            "nsenter"
+        );
+        assert_eq!(
+            t.classify(&ev(11, "sh", 99, exit()), "entrypoint"),
+            "nsenter"
+        );
+        assert_eq!(
+            t.classify(&ev(10, "nsenter", 99, exit()), "host"),
+            "nsenter"
+        );
         assert_eq!(t.tracked(), 0, "leaders' exits drop their records");
-        assert_eq!(t.classify(&ev(12, "runc:[2:INIT]", 99, setns(vec!["mnt", "pid"])), "host"), "runtime_exec");
+        assert_eq!(
+            t.classify(
+                &ev(12, "runc:[2:INIT]", 99, setns(vec!["mnt", "pid"])),
+                "host"
+            ),
+            "runtime_exec"
+        );
     }
 
     #[test]
@@ -128,7 +161,13 @@ mod tests {
         let mut t = EntryTracker::new(&HOST);
         // runc's container start joins the pause container's ipc/uts but stays in the host
         // mnt namespace until it unshares its own.
-        assert_eq!(t.classify(&ev(20, "runc:[1:CHILD]", 1, setns(vec!["ipc", "uts"])), "entrypoint"), "entrypoint");
+        assert_eq!(
+            t.classify(
+                &ev(20, "runc:[1:CHILD]", 1, setns(vec!["ipc", "uts"])),
+                "entrypoint"
+            ),
+            "entrypoint"
+        );
         assert_eq!(t.classify(&ev(21, "sh", 1, fork(22)), "host"), "host");
         assert_eq!(t.tracked(), 0);
     }
@@ -137,9 +176,21 @@ mod tests {
     fn nsenter_into_a_containers_ipc_alone_is_an_entry_but_runc_joining_it_is_not() {
         let mut t = EntryTracker::new(&HOST);
         let with_target = |changed| testutil::setns(changed, Some(testutil::meta("c", 5)));
-        assert_eq!(t.classify(&ev(30, "nsenter", 1, with_target(vec!["ipc"])), "host"), "nsenter");
-        assert_eq!(t.classify(&ev(31, "runc:[1:CHILD]", 1, with_target(vec!["ipc"])), "host"), "host");
+        assert_eq!(
+            t.classify(&ev(30, "nsenter", 1, with_target(vec!["ipc"])), "host"),
+            "nsenter"
+        );
+        assert_eq!(
+            t.classify(
+                &ev(31, "runc:[1:CHILD]", 1, with_target(vec!["ipc"])),
+                "host"
+            ),
+            "host"
+        );
         // Without a known target and no mount namespace change, nothing says "container".
-        assert_eq!(t.classify(&ev(32, "nsenter", 1, setns(vec!["net"])), "host"), "host");
+        assert_eq!(
+            t.classify(&ev(32, "nsenter", 1, setns(vec!["net"])), "host"),
+            "host"
+        );
     }
 }

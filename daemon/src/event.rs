@@ -3,6 +3,8 @@
 //! public JSON schema (`schema/event.schema.json`); change them only with the schema.
 use serde::Serialize;
 
+pub use crate::inline::{Comm, NsList};
+
 pub use crate::cri::Metadata;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,7 +70,7 @@ pub struct Process {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub comm: String,
+    pub comm: Comm,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -123,7 +125,7 @@ pub struct ForkDetail {
     /// Raw clone flags; null when the syscall was fork/vfork or a kernel thread.
     pub clone_flags: Option<u64>,
     /// Namespaces the clone asked to create (`mnt`, `pid`, ...).
-    pub new_namespaces: Vec<&'static str>,
+    pub new_namespaces: NsList,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -165,13 +167,13 @@ pub struct NsChangeDetail {
     /// setns: the nstype argument; unshare: its flags.
     pub flags: u64,
     /// Namespace types named by `flags`.
-    pub requested: Vec<&'static str>,
+    pub requested: NsList,
     /// setns fd argument (null for unshare).
     pub fd: Option<i32>,
     pub errno: i32,
     pub error: Option<&'static str>,
     /// Namespace types whose inode changed; the event's `ns` holds the new inodes.
-    pub changed: Vec<&'static str>,
+    pub changed: NsList,
     pub before: NsInodes,
     /// The container whose namespaces the task is in after a successful setns (matched by
     /// inode against CRI metadata): who got entered, whatever cgroup the caller is in.
@@ -182,7 +184,7 @@ pub struct NsChangeDetail {
 pub struct OomDetail {
     pub victim_pid: u32,
     pub victim_tgid: u32,
-    pub victim_comm: String,
+    pub victim_comm: Comm,
     pub victim_cgroup_id: u64,
     /// Memory cgroup id (v1 hierarchy on hybrid hosts; equals the cgroup2 id on v2 hosts).
     pub victim_memcg_id: u64,

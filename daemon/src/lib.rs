@@ -12,6 +12,8 @@ pub mod enrich;
 pub mod entry;
 pub mod event;
 pub mod freezer_v1;
+pub mod inline;
+pub mod jsonline;
 pub mod kernel;
 pub mod lifecycle;
 pub mod loader;

@@ -1,6 +1,10 @@
 //! `--output json` (one object per line, schema in `schema/event.schema.json`) and
 //! `--output text` (one readable line per event).
-use std::io::{self, Write};
+use std::{
+    cell::OnceCell,
+    io::{self, Write},
+    sync::Arc,
+};
 
 use serde::Serialize;
 
@@ -30,13 +34,6 @@ pub struct DropReport {
 }
 
 #[derive(Serialize)]
-struct EventLine<'a> {
-    ts: String,
-    #[serde(flatten)]
-    event: &'a Event,
-}
-
-#[derive(Serialize)]
 struct DropLine<'a> {
     ts: String,
     kind: &'static str,
@@ -52,7 +49,11 @@ pub struct Output<W: Write> {
 
 impl<W: Write> Output<W> {
     pub fn new(format: Format, out: W) -> Self {
-        Output { format, clock: WallClock::new(), out: io::BufWriter::with_capacity(64 << 10, out) }
+        Output {
+            format,
+            clock: WallClock::new(),
+            out: io::BufWriter::with_capacity(64 << 10, out),
+        }
     }
 
     /// The boot-to-wall offset behind `ts`, for sinks that must show the same times.
@@ -64,11 +65,10 @@ impl<W: Write> Output<W> {
         rfc3339(self.clock, boot_ns)
     }
 
-    pub fn event(&mut self, ev: &Event) -> io::Result<()> {
+    pub fn event(&mut self, ev: &Event, line: &Line) -> io::Result<()> {
         match self.format {
             Format::Json => {
-                let line = EventLine { ts: self.ts(ev.ts_boot_ns), event: ev };
-                serde_json::to_writer(&mut self.out, &line)?;
+                self.out.write_all(line.json().as_bytes())?;
                 self.out.write_all(b"\n")
             }
             Format::Text => {
@@ -83,7 +83,12 @@ impl<W: Write> Output<W> {
         match self.format {
             Format::Json => {
                 let ts = self.ts(boot_ns);
-                let line = DropLine { ts, kind: "drops", source: "daemon", drops: report };
+                let line = DropLine {
+                    ts,
+                    kind: "drops",
+                    source: "daemon",
+                    drops: report,
+                };
                 serde_json::to_writer(&mut self.out, &line)?;
                 self.out.write_all(b"\n")
             }
@@ -109,9 +114,39 @@ pub fn rfc3339(clock: WallClock, boot_ns: u64) -> String {
     humantime::format_rfc3339_nanos(clock.to_system_time(boot_ns)).to_string()
 }
 
+/// An event's `--output json` line, serialized on first use and then shared: the JSON
+/// output, the tail socket and the timeline all need the same bytes, and serializing is
+/// the largest per-event cost in user space.
+pub struct Line<'a> {
+    clock: WallClock,
+    ev: &'a Event,
+    json: OnceCell<Arc<str>>,
+}
+
+impl<'a> Line<'a> {
+    pub fn new(clock: WallClock, ev: &'a Event) -> Self {
+        Line {
+            clock,
+            ev,
+            json: OnceCell::new(),
+        }
+    }
+
+    pub fn json(&self) -> &Arc<str> {
+        self.json.get_or_init(|| {
+            json_line(self.clock, self.ev)
+                .unwrap_or_else(|e| format!("{{\"error\":\"unserialisable event: {e}\"}}"))
+                .into()
+        })
+    }
+}
+
 /// The `--output json` line of `ev`, without the newline (the timeline stores the same).
 pub fn json_line(clock: WallClock, ev: &Event) -> serde_json::Result<String> {
-    serde_json::to_string(&EventLine { ts: rfc3339(clock, ev.ts_boot_ns), event: ev })
+    let mut buf = Vec::with_capacity(768);
+    crate::jsonline::write(&mut buf, &rfc3339(clock, ev.ts_boot_ns), ev)?;
+    // The encoder writes only UTF-8 (literals, digits and serde_json strings).
+    String::from_utf8(buf).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
 }
 
 /// `<time> <KIND> pid=.. ppid=.. uid=.. comm=.. cg=.. <details>`
@@ -158,7 +193,11 @@ pub fn text_line(ts: &str, ev: &Event) -> String {
             c.path,
             c.id,
             c.frozen.map(|f| format!(" frozen={f}")).unwrap_or_default(),
-            if ev.source == "kernel" { String::new() } else { format!(" via {}", ev.source) }
+            if ev.source == "kernel" {
+                String::new()
+            } else {
+                format!(" via {}", ev.source)
+            }
         ),
         Detail::Anomaly(a) => format!("{} {}: {}", a.severity.to_uppercase(), a.rule, a.summary),
     };

@@ -16,16 +16,16 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use crate::{
+    anomaly::Anomalies,
     clock, decode,
     drops::DropCounters,
     enrich::Enricher,
     entry::EntryTracker,
     event::Event,
-    anomaly::Anomalies,
     lifecycle::Lifecycle,
+    output::{DropReport, Line, Output},
     secrets::Masker,
     sink::EventSink,
-    output::{DropReport, Output},
 };
 
 /// Per-run totals, printed when the daemon stops.
@@ -44,10 +44,17 @@ pub struct Stats {
 impl Stats {
     pub fn summary(&self) -> String {
         let events: u64 = self.by_kind.values().sum();
-        let kinds: Vec<String> = self.by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
         let dropped: u64 = self.kernel_drops.values().sum::<u64>() + self.decode_errors;
-        let drops: Vec<String> =
-            self.kernel_drops.iter().map(|((r, k), n)| format!("{r}/{k}={n}")).collect();
+        let drops: Vec<String> = self
+            .kernel_drops
+            .iter()
+            .map(|((r, k), n)| format!("{r}/{k}={n}"))
+            .collect();
         format!(
             "{events} events ({}); {} late re-emits; {dropped} dropped ({}{}decode_error={}){}",
             kinds.join(" "),
@@ -55,8 +62,15 @@ impl Stats {
             drops.join(" "),
             if drops.is_empty() { "" } else { " " },
             self.decode_errors,
-            self.cri.as_deref().map(|c| format!("; {c}")).unwrap_or_default()
-        ) + &self.exporters.iter().map(|e| format!("; {e}")).collect::<String>()
+            self.cri
+                .as_deref()
+                .map(|c| format!("; {c}"))
+                .unwrap_or_default()
+        ) + &self
+            .exporters
+            .iter()
+            .map(|e| format!("; {e}"))
+            .collect::<String>()
     }
 }
 
@@ -78,7 +92,12 @@ pub struct Sinks<W: Write> {
 type Flow = Result<(), io::Error>;
 
 impl<W: Write> Sinks<W> {
-    pub fn new(enricher: Option<Enricher>, output: Output<W>, masker: Masker, anomalies: Anomalies) -> Self {
+    pub fn new(
+        enricher: Option<Enricher>,
+        output: Output<W>,
+        masker: Masker,
+        anomalies: Anomalies,
+    ) -> Self {
         let host = crate::cri::ns_inodes(std::process::id());
         Sinks {
             enricher,
@@ -112,8 +131,9 @@ impl<W: Write> Sinks<W> {
 
     /// Writes a numbered, enriched event to every sink, then whatever anomalies it triggers.
     fn finish(&mut self, ev: Event) -> Flow {
-        self.output.event(&ev)?;
-        self.export(&ev);
+        let line = Line::new(self.output.clock(), &ev);
+        self.output.event(&ev, &line)?;
+        self.export(&ev, &line);
         let found = self.anomalies.check(&ev);
         self.emit_anomalies(found)
     }
@@ -123,8 +143,9 @@ impl<W: Write> Sinks<W> {
             self.seq += 1;
             a.seq = self.seq;
             *self.stats.by_kind.entry(a.kind).or_default() += 1;
-            self.output.event(&a)?;
-            self.export(&a);
+            let line = Line::new(self.output.clock(), &a);
+            self.output.event(&a, &line)?;
+            self.export(&a, &line);
         }
         Ok(())
     }
@@ -135,15 +156,17 @@ impl<W: Write> Sinks<W> {
         self.emit_anomalies(found)
     }
 
-    fn export(&mut self, ev: &Event) {
+    fn export(&mut self, ev: &Event, line: &Line) {
         for sink in &mut self.exporters {
-            sink.event(ev);
+            sink.event(ev, line);
         }
     }
 
     /// `late` copies of pending events whose metadata has arrived.
     fn resolve_pending(&mut self) -> Flow {
-        let Some(e) = self.enricher.as_mut() else { return Ok(()) };
+        let Some(e) = self.enricher.as_mut() else {
+            return Ok(());
+        };
         for mut ev in e.resolve_pending() {
             if ev.entry_path == "entrypoint" {
                 ev.entry_path = fallback_entry(&ev);
@@ -163,7 +186,12 @@ impl<W: Write> Sinks<W> {
             tracing::warn!("undecodable record ({len} bytes): {e}");
         }
         let total = self.stats.decode_errors;
-        let report = DropReport { reason: "decode_error", event_kind: "unknown", count: 1, total };
+        let report = DropReport {
+            reason: "decode_error",
+            event_kind: "unknown",
+            count: 1,
+            total,
+        };
         for s in &mut self.exporters {
             s.drops(&report);
         }
@@ -244,9 +272,10 @@ impl<W: Write> Pipeline<W> {
                     biased;
                     _ = &mut stop => break,
                     guard = ring_fd.readable() => {
-                        let mut guard = guard?;
+                        // Cleared before draining: a wake-up the kernel sends while we drain
+                        // (the ring grew past another `wakeup_bytes`) must not be lost.
+                        guard?.clear_ready();
                         drain(ring, sinks)?;
-                        guard.clear_ready();
                     }
                     _ = tick.tick() => drain(ring, sinks)?,
                     Some(ev) = side_events.recv() => sinks.handle(ev)?,
@@ -270,12 +299,24 @@ impl<W: Write> Pipeline<W> {
         drop(ring_fd);
         let mut stats = std::mem::take(&mut self.sinks.stats);
         stats.kernel_drops = self.drops.totals();
-        stats.cri = self.sinks.enricher.as_ref().map(|e| e.cache.stats.summary());
-        stats.exporters = self.sinks.exporters.iter_mut().filter_map(|s| s.finish()).collect();
+        stats.cri = self
+            .sinks
+            .enricher
+            .as_ref()
+            .map(|e| e.cache.stats.summary());
+        stats.exporters = self
+            .sinks
+            .exporters
+            .iter_mut()
+            .filter_map(|s| s.finish())
+            .collect();
         if let Some(e) = &self.sinks.enricher
             && e.late_evicted > 0
         {
-            tracing::warn!("{} pending events were evicted before their metadata arrived", e.late_evicted);
+            tracing::warn!(
+                "{} pending events were evicted before their metadata arrived",
+                e.late_evicted
+            );
         }
         Ok(stats)
     }

@@ -2,10 +2,14 @@
 //! gets every finished event (including `late` re-emits) on the pipeline thread, so
 //! `event` must not block: in-memory updates only, or a bounded `try_send` to a task of
 //! its own that counts what it had to drop.
-use crate::{event::Event, output::DropReport};
+use crate::{
+    event::Event,
+    output::{DropReport, Line},
+};
 
 pub trait EventSink {
-    fn event(&mut self, ev: &Event);
+    /// `line` is the event's JSON line, built on first use and shared by every sink.
+    fn event(&mut self, ev: &Event, line: &Line);
     /// One ring-buffer drain read `bytes`.
     fn drained(&mut self, _bytes: u64) {}
     /// Events were lost (the same report the output prints).

@@ -47,9 +47,11 @@ fn ns_inum(holder: KPtr, ptr_off: usize, inum_off: usize) -> u32 {
     read_kernel::<u32>(read_ptr(holder, ptr_off), inum_off).unwrap_or(0)
 }
 
-/// Namespace inode numbers of `task`, as `/proc/<pid>/ns/*` shows them.
+/// Namespace inode numbers of `task` but its own pid namespace (0): a task's active pid
+/// namespace never changes (setns and unshare of a pid namespace change only
+/// `pid_for_children`), so a syscall-entry stash does not need to read it.
 #[inline(always)]
-pub fn namespaces(task: KPtr) -> Namespaces {
+pub fn changeable_namespaces(task: KPtr) -> Namespaces {
     let mut out = Namespaces::default();
     let nsproxy = read_ptr(task, koff!(task_nsproxy));
     out.mnt = ns_inum(nsproxy, koff!(nsproxy_mnt_ns), koff!(mnt_ns_inum));
@@ -57,10 +59,20 @@ pub fn namespaces(task: KPtr) -> Namespaces {
     out.uts = ns_inum(nsproxy, koff!(nsproxy_uts_ns), koff!(uts_ns_inum));
     out.ipc = ns_inum(nsproxy, koff!(nsproxy_ipc_ns), koff!(ipc_ns_inum));
     out.cgroup = ns_inum(nsproxy, koff!(nsproxy_cgroup_ns), koff!(cgroup_ns_inum));
-    out.pid_for_children =
-        ns_inum(nsproxy, koff!(nsproxy_pid_ns_for_children), koff!(pid_ns_inum));
+    out.pid_for_children = ns_inum(
+        nsproxy,
+        koff!(nsproxy_pid_ns_for_children),
+        koff!(pid_ns_inum),
+    );
     let cred = read_ptr(task, koff!(task_real_cred));
     out.user = ns_inum(cred, koff!(cred_user_ns), koff!(user_ns_inum));
+    out
+}
+
+/// Namespace inode numbers of `task`, as `/proc/<pid>/ns/*` shows them.
+#[inline(always)]
+pub fn namespaces(task: KPtr) -> Namespaces {
+    let mut out = changeable_namespaces(task);
     let (pid, upid) = own_upid(task);
     out.pid = ns_inum(pid, upid + koff!(upid_ns), koff!(pid_ns_inum));
     out

@@ -15,7 +15,7 @@ pub const MAX_INITS: usize = 4_096;
 /// A process as far as its ancestry goes.
 pub struct Proc {
     pub ppid: u32,
-    pub comm: String,
+    pub comm: crate::event::Comm,
 }
 
 pub struct Frozen {
@@ -43,7 +43,7 @@ pub struct Session {
     /// None until CRI knows the entered container (then a `late` copy of the first setns
     /// brings it).
     pub target: Option<Arc<ContainerMeta>>,
-    pub changed: Vec<&'static str>,
+    pub changed: crate::event::NsList,
     pub parents: String,
 }
 

@@ -3,7 +3,11 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("record of {len} bytes is shorter than {need} bytes needed for {what}")]
-    Short { what: &'static str, len: usize, need: usize },
+    Short {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
     #[error("header says {claimed} bytes but the record has {actual}")]
@@ -23,17 +27,23 @@ impl<'a> Bytes<'a> {
 
     pub fn require(&self, need: usize) -> Result<(), DecodeError> {
         if self.data.len() < need {
-            return Err(DecodeError::Short { what: self.what, len: self.data.len(), need });
+            return Err(DecodeError::Short {
+                what: self.what,
+                len: self.data.len(),
+                need,
+            });
         }
         Ok(())
     }
 
     pub fn slice(&self, off: usize, len: usize) -> Result<&'a [u8], DecodeError> {
-        self.data.get(off..off.saturating_add(len)).ok_or(DecodeError::Short {
-            what: self.what,
-            len: self.data.len(),
-            need: off.saturating_add(len),
-        })
+        self.data
+            .get(off..off.saturating_add(len))
+            .ok_or(DecodeError::Short {
+                what: self.what,
+                len: self.data.len(),
+                need: off.saturating_add(len),
+            })
     }
 
     fn array<const N: usize>(&self, off: usize) -> Result<[u8; N], DecodeError> {
@@ -67,8 +77,10 @@ impl<'a> Bytes<'a> {
         Ok(String::from_utf8_lossy(used).into_owned())
     }
 
-    /// A NUL-padded fixed-size string (comm).
-    pub fn cstr(&self, off: usize, cap: usize) -> Result<String, DecodeError> {
-        self.string(off, cap, cap)
+    /// A NUL-padded task name, decoded inline (no allocation).
+    pub fn comm(&self, off: usize, cap: usize) -> Result<crate::event::Comm, DecodeError> {
+        let field = self.slice(off, cap)?;
+        let used = field.split(|&b| b == 0).next().unwrap_or(field);
+        Ok(crate::event::Comm::from_utf8_lossy(used))
     }
 }

@@ -38,5 +38,7 @@ fn split_args(raw: &[u8]) -> Vec<String> {
     if raw.is_empty() {
         return Vec::new();
     }
-    raw.split(|&c| c == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+    raw.split(|&c| c == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }

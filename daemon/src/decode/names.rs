@@ -34,12 +34,44 @@ pub fn errno_name(errno: i32) -> &'static str {
 
 pub fn signal_name(sig: u32) -> &'static str {
     const NAMES: [&str; 32] = [
-        "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM",
-        "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG",
-        "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
-    NAMES.get(sig as usize).copied().filter(|n| !n.is_empty()).unwrap_or("SIGRT")
+    NAMES
+        .get(sig as usize)
+        .copied()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("SIGRT")
 }
 
 /// CLONE_NEW* bits shared by clone, unshare and setns.
@@ -54,11 +86,15 @@ const CLONE_NS: [(u64, &str); 8] = [
     (0x4000_0000, "net"),
 ];
 
-pub fn clone_ns_flags(flags: u64) -> Vec<&'static str> {
-    CLONE_NS.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, n)| *n).collect()
+pub fn clone_ns_flags(flags: u64) -> crate::event::NsList {
+    CLONE_NS
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
-pub fn ns_change_bits(bits: u32) -> Vec<&'static str> {
+pub fn ns_change_bits(bits: u32) -> crate::event::NsList {
     [
         (NS_MNT, "mnt"),
         (NS_PID, "pid"),

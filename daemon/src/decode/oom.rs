@@ -10,7 +10,7 @@ pub fn decode(b: &Bytes<'_>) -> Result<Detail, DecodeError> {
     Ok(Detail::Oom(OomDetail {
         victim_pid: b.u32(offset_of!(OomKillEvent, victim_pid))?,
         victim_tgid: b.u32(offset_of!(OomKillEvent, victim_tgid))?,
-        victim_comm: b.cstr(offset_of!(OomKillEvent, victim_comm), COMM_LEN)?,
+        victim_comm: b.comm(offset_of!(OomKillEvent, victim_comm), COMM_LEN)?,
         victim_cgroup_id: b.u64(offset_of!(OomKillEvent, victim_cgroup_id))?,
         victim_memcg_id: b.u64(offset_of!(OomKillEvent, victim_memcg_id))?,
         victim_ns_pid: b.u32(offset_of!(OomKillEvent, victim_ns_pid))?,
@@ -30,5 +30,6 @@ fn pages_to_bytes(pages: u64) -> Option<u64> {
 fn page_size() -> u64 {
     static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf has no preconditions.
-    *PAGE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+    *PAGE
+        .get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
 }

@@ -17,7 +17,11 @@ pub fn decode_fork(b: &Bytes<'_>) -> Result<Detail, DecodeError> {
         child_tgid: b.u32(offset_of!(ForkEvent, child_tgid))?,
         thread: flags & FORK_THREAD != 0,
         clone_flags: known.then_some(clone_flags),
-        new_namespaces: if known { names::clone_ns_flags(clone_flags) } else { Vec::new() },
+        new_namespaces: if known {
+            names::clone_ns_flags(clone_flags)
+        } else {
+            Default::default()
+        },
     }))
 }
 

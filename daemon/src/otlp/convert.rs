@@ -29,11 +29,19 @@ pub fn val(v: Value) -> Option<AnyValue> {
 }
 
 pub fn s(key: &str, v: impl Into<String>) -> KeyValue {
-    KeyValue { key: key.into(), value: val(Value::StringValue(v.into())), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: val(Value::StringValue(v.into())),
+        ..Default::default()
+    }
 }
 
 pub fn i(key: &str, v: impl Into<i64>) -> KeyValue {
-    KeyValue { key: key.into(), value: val(Value::IntValue(v.into())), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: val(Value::IntValue(v.into())),
+        ..Default::default()
+    }
 }
 
 /// u64 counters and ids do not fit i64 in theory; saturate rather than wrap.
@@ -42,12 +50,25 @@ pub fn u(key: &str, v: u64) -> KeyValue {
 }
 
 pub fn b(key: &str, v: bool) -> KeyValue {
-    KeyValue { key: key.into(), value: val(Value::BoolValue(v)), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: val(Value::BoolValue(v)),
+        ..Default::default()
+    }
 }
 
 pub fn strs<S: AsRef<str>>(key: &str, v: &[S]) -> KeyValue {
-    let values = v.iter().map(|x| AnyValue { value: Some(Value::StringValue(x.as_ref().to_string())) }).collect();
-    KeyValue { key: key.into(), value: val(Value::ArrayValue(ArrayValue { values })), ..Default::default() }
+    let values = v
+        .iter()
+        .map(|x| AnyValue {
+            value: Some(Value::StringValue(x.as_ref().to_string())),
+        })
+        .collect();
+    KeyValue {
+        key: key.into(),
+        value: val(Value::ArrayValue(ArrayValue { values })),
+        ..Default::default()
+    }
 }
 
 /// Pod and container identity (k8s.* / container.* semantic conventions).
@@ -69,7 +90,11 @@ pub fn container_attrs(m: &ContainerMeta, out: &mut Vec<KeyValue>) {
     if let Some(t) = &m.ephemeral_of {
         out.push(s("podtrail.container.ephemeral_of", t));
     }
-    out.extend(m.labels.iter().map(|(k, v)| s(&format!("container.label.{k}"), v)));
+    out.extend(
+        m.labels
+            .iter()
+            .map(|(k, v)| s(&format!("container.label.{k}"), v)),
+    );
 }
 
 pub fn process_attrs(p: &Process, out: &mut Vec<KeyValue>) {
@@ -78,7 +103,7 @@ pub fn process_attrs(p: &Process, out: &mut Vec<KeyValue>) {
         i("process.parent_pid", p.ppid),
         i("process.user.id", p.uid),
         i("process.group.id", p.gid),
-        s("podtrail.process.comm", &p.comm),
+        s("podtrail.process.comm", p.comm.as_str()),
     ]);
     if p.pid != p.tgid {
         out.push(i("thread.id", p.pid));
@@ -121,13 +146,18 @@ pub fn exit_attrs(x: &crate::event::ExitDetail, out: &mut Vec<KeyValue>) {
 /// path says nothing (`/proc/self/exe`, `/dev/fd/N`: busybox applets, fexecve).
 pub fn exec_name<'a>(filename: &'a str, args: &'a [String]) -> &'a str {
     match args.first() {
-        Some(a0) if filename.starts_with("/proc/") || filename.starts_with("/dev/fd/") => basename(a0),
+        Some(a0) if filename.starts_with("/proc/") || filename.starts_with("/dev/fd/") => {
+            basename(a0)
+        }
         _ => basename(filename),
     }
 }
 
 pub fn basename(path: &str) -> &str {
-    path.rsplit('/').next().filter(|b| !b.is_empty()).unwrap_or(path)
+    path.rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or(path)
 }
 
 fn ns_attrs(ns: &NsInodes, out: &mut Vec<KeyValue>) {
@@ -172,7 +202,10 @@ fn detail_attrs(ev: &Event, out: &mut Vec<KeyValue>) {
             out.push(i("podtrail.fork.child_tgid", f.child_tgid));
             out.push(b("podtrail.fork.thread", f.thread));
             if !f.new_namespaces.is_empty() {
-                out.push(strs("podtrail.fork.new_namespaces", &f.new_namespaces));
+                out.push(strs(
+                    "podtrail.fork.new_namespaces",
+                    &f.new_namespaces.to_vec(),
+                ));
             }
         }
         Detail::Exit(x) => {
@@ -182,8 +215,8 @@ fn detail_attrs(ev: &Event, out: &mut Vec<KeyValue>) {
         }
         Detail::NsChange(n) => {
             out.push(s("podtrail.ns_change.op", n.op));
-            out.push(strs("podtrail.ns_change.requested", &n.requested));
-            out.push(strs("podtrail.ns_change.changed", &n.changed));
+            out.push(strs("podtrail.ns_change.requested", &n.requested.to_vec()));
+            out.push(strs("podtrail.ns_change.changed", &n.changed.to_vec()));
             if n.errno != 0 {
                 out.push(i("podtrail.ns_change.errno", n.errno));
                 out.push(s("podtrail.ns_change.error", n.error.unwrap_or("unknown")));
@@ -194,7 +227,7 @@ fn detail_attrs(ev: &Event, out: &mut Vec<KeyValue>) {
         }
         Detail::Oom(o) => {
             out.push(i("podtrail.oom.victim_pid", o.victim_tgid));
-            out.push(s("podtrail.oom.victim_comm", &o.victim_comm));
+            out.push(s("podtrail.oom.victim_comm", o.victim_comm.as_str()));
             out.push(u("podtrail.oom.victim_cgroup_id", o.victim_cgroup_id));
             if let Some(v) = o.victim_is_init {
                 out.push(b("podtrail.oom.victim_is_init", v));
@@ -237,7 +270,12 @@ pub struct LogContext {
 
 /// One event as a log record: a readable body (the `--output text` line) and the event's
 /// facts as attributes.
-pub fn log_record(ev: &Event, clock: WallClock, ctx: Option<LogContext>, observed: u64) -> LogRecord {
+pub fn log_record(
+    ev: &Event,
+    clock: WallClock,
+    ctx: Option<LogContext>,
+    observed: u64,
+) -> LogRecord {
     let mut attrs = Vec::with_capacity(32);
     attrs.extend([
         s("podtrail.event.kind", ev.kind),
@@ -294,11 +332,18 @@ pub fn resource() -> Resource {
     {
         attributes.push(s("k8s.node.name", node));
     }
-    Resource { attributes, ..Default::default() }
+    Resource {
+        attributes,
+        ..Default::default()
+    }
 }
 
 pub fn scope() -> InstrumentationScope {
-    InstrumentationScope { name: "podtrail".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }
+    InstrumentationScope {
+        name: "podtrail".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

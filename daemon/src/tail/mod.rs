@@ -53,24 +53,23 @@ impl TailItem {
 /// The pipeline's side: one `send` per event while at least one client listens.
 pub struct TailSink {
     tx: broadcast::Sender<Arc<TailItem>>,
-    /// `ts` needs the same boot-to-wall clock as the JSON output.
-    clock: crate::clock::WallClock,
 }
 
 impl TailSink {
-    pub fn new(buffer: usize, clock: crate::clock::WallClock) -> (Self, broadcast::Sender<Arc<TailItem>>) {
+    pub fn new(buffer: usize) -> (Self, broadcast::Sender<Arc<TailItem>>) {
         let (tx, _) = broadcast::channel(buffer.max(16));
-        (TailSink { tx: tx.clone(), clock }, tx)
+        (TailSink { tx: tx.clone() }, tx)
     }
 }
 
 impl EventSink for TailSink {
-    fn event(&mut self, ev: &Event) {
+    fn event(&mut self, ev: &Event, line: &crate::output::Line) {
         if self.tx.receiver_count() == 0 {
             return; // nobody tails: not even the JSON is built
         }
-        let Ok(json) = crate::output::json_line(self.clock, ev) else { return };
-        let _ = self.tx.send(Arc::new(TailItem::of(ev, json)));
+        let _ = self
+            .tx
+            .send(Arc::new(TailItem::of(ev, line.json().to_string())));
     }
 }
 
@@ -96,6 +95,9 @@ pub fn timeline_replay(db: std::path::PathBuf, flush_interval: std::time::Durati
         };
         let rows = crate::timeline::query(&db, &filter).map_err(|e| e.to_string())?;
         let run = crate::timeline::run_id();
-        Ok(rows.into_iter().map(|r| (if r.run_id == run { r.seq } else { 0 }, r.json)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (if r.run_id == run { r.seq } else { 0 }, r.json))
+            .collect())
     })
 }

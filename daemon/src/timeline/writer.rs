@@ -20,7 +20,6 @@ use crate::{
     clock::WallClock,
     config::TimelineConfig,
     event::{Detail, Event},
-    output,
     sink::EventSink,
 };
 
@@ -60,10 +59,11 @@ impl Counters {
 pub struct TimelineSink {
     path: std::path::PathBuf,
     queue_size: usize,
-    tx: Option<SyncSender<Box<Event>>>,
+    tx: Option<SyncSender<Box<Row>>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     warned_full: bool,
+    clock: WallClock,
 }
 
 impl TimelineSink {
@@ -77,13 +77,16 @@ impl TimelineSink {
             cfg.path.display(),
             super::run_id(),
             opened.check_took,
-            opened.moved_aside.as_ref().map(|(p, _)| format!("; corrupt store moved to {}", p.display())).unwrap_or_default()
+            opened
+                .moved_aside
+                .as_ref()
+                .map(|(p, _)| format!("; corrupt store moved to {}", p.display()))
+                .unwrap_or_default()
         );
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::sync_channel(cfg.queue_size.max(1));
         let writer = Writer {
             store,
-            clock,
             batch_size: cfg.batch_size.max(1),
             flush_interval: Duration::from_millis(cfg.flush_interval_ms),
             max_age: Duration::from_secs(cfg.max_age_hours * 3600),
@@ -102,6 +105,7 @@ impl TimelineSink {
             thread: Some(thread),
             counters,
             warned_full: false,
+            clock,
         })
     }
 
@@ -111,9 +115,11 @@ impl TimelineSink {
 }
 
 impl EventSink for TimelineSink {
-    fn event(&mut self, ev: &Event) {
+    fn event(&mut self, ev: &Event, line: &crate::output::Line) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Box::new(ev.clone())) {
+        // The row (a few short strings and the shared JSON line) is built here rather than
+        // a deep copy of the event: cheaper, and the line is serialized only once.
+        match tx.try_send(Box::new(to_row(self.clock, ev, line.json().clone()))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.queue_full.fetch_add(1, Relaxed);
@@ -143,7 +149,6 @@ impl EventSink for TimelineSink {
 
 struct Writer {
     store: Store,
-    clock: WallClock,
     batch_size: usize,
     flush_interval: Duration,
     max_age: Duration,
@@ -154,7 +159,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Box<Event>>) {
+    fn run(mut self, rx: Receiver<Box<Row>>) {
         let mut batch: Vec<Row> = Vec::with_capacity(self.batch_size);
         let mut last_age_pass = None::<Instant>;
         loop {
@@ -169,11 +174,11 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let deadline = Instant::now() + self.flush_interval;
-            batch.push(self.row(&first));
+            batch.push(*first);
             let mut closed = false;
             while batch.len() < self.batch_size {
                 match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(ev) => batch.push(self.row(&ev)),
+                    Ok(row) => batch.push(*row),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => {
                         closed = true;
@@ -190,10 +195,6 @@ impl Writer {
         tracing::debug!("timeline writer stopped");
     }
 
-    fn row(&self, ev: &Event) -> Row {
-        to_row(self.clock, ev)
-    }
-
     fn write(&mut self, batch: &mut Vec<Row>) {
         let t = Instant::now();
         match self.store.insert(batch) {
@@ -205,24 +206,45 @@ impl Writer {
                 self.last_error = None;
             }
             Err(e) => {
-                self.counters.write_failed.fetch_add(batch.len() as u64, Relaxed);
-                self.warn_once(format!("cannot write {} events to {}: {e}", batch.len(), self.store.path().display()));
+                self.counters
+                    .write_failed
+                    .fetch_add(batch.len() as u64, Relaxed);
+                self.warn_once(format!(
+                    "cannot write {} events to {}: {e}",
+                    batch.len(),
+                    self.store.path().display()
+                ));
             }
         }
         batch.clear();
     }
 
     fn retain(&mut self, by_age: bool) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-        match self.store.retain(now, by_age.then_some(self.max_age), self.max_bytes) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        match self
+            .store
+            .retain(now, by_age.then_some(self.max_age), self.max_bytes)
+        {
             Ok(r) => {
                 let n = r.by_age + r.by_size;
                 if n > 0 {
                     self.counters.retention_deleted.fetch_add(n, Relaxed);
-                    tracing::debug!("timeline retention: {} events older than {:?}, {} over {} bytes", r.by_age, self.max_age, r.by_size, self.max_bytes);
+                    tracing::debug!(
+                        "timeline retention: {} events older than {:?}, {} over {} bytes",
+                        r.by_age,
+                        self.max_age,
+                        r.by_size,
+                        self.max_bytes
+                    );
                 }
             }
-            Err(e) => self.warn_once(format!("timeline retention on {} failed: {e}", self.store.path().display())),
+            Err(e) => self.warn_once(format!(
+                "timeline retention on {} failed: {e}",
+                self.store.path().display()
+            )),
         }
     }
 
@@ -235,7 +257,7 @@ impl Writer {
 }
 
 /// The stored form of an event: its JSON line plus the columns queries filter on.
-pub fn to_row(clock: WallClock, ev: &Event) -> Row {
+pub fn to_row(clock: WallClock, ev: &Event, json: Arc<str>) -> Row {
     let ts_unix_ns = clock
         .to_system_time(ev.ts_boot_ns)
         .duration_since(UNIX_EPOCH)
@@ -265,6 +287,6 @@ pub fn to_row(clock: WallClock, ev: &Event) -> Row {
         container_id: subject.map(|c| c.container_id.clone()),
         rule,
         thread,
-        json: output::json_line(clock, ev).unwrap_or_else(|e| format!("{{\"error\":\"unserialisable event: {e}\"}}")),
+        json,
     }
 }

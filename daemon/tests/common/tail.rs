@@ -40,13 +40,18 @@ impl Tail {
         let l = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("tail printed non-JSON {line:?}: {e}"));
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("tail printed non-JSON {line:?}: {e}"));
                 l.lock().unwrap().push(v);
             }
         });
         // Connected once the daemon counts a subscriber: give it a moment.
         std::thread::sleep(Duration::from_millis(300));
-        Tail { _child: Reaped(child), lines, notices }
+        Tail {
+            _child: Reaped(child),
+            lines,
+            notices,
+        }
     }
 
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -55,7 +60,11 @@ impl Tail {
             if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
                 return v.clone();
             }
-            assert!(Instant::now() < deadline, "tail never showed {what}; its stderr: {}", self.notices.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "tail never showed {what}; its stderr: {}",
+                self.notices.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -64,4 +73,3 @@ impl Tail {
         self.lines.lock().unwrap().clone()
     }
 }
-

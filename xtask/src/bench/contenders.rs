@@ -76,7 +76,10 @@ impl Contender {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        ensure!(install(false) || install(true), "apt-get install {pkg} failed");
+        ensure!(
+            install(false) || install(true),
+            "apt-get install {pkg} failed"
+        );
         Ok(())
     }
 
@@ -109,9 +112,17 @@ impl Contender {
         let f: Vec<&str> = line.split_whitespace().collect();
         match self {
             // exec <pid> <ppid> <uid> <cgroup> <comm> <filename>
-            Contender::Bpftrace => f.first() == Some(&"exec") && f.get(2) == Some(&&*our_pid.to_string()) && f.last() == Some(&super::STORM_BIN),
+            Contender::Bpftrace => {
+                f.first() == Some(&"exec")
+                    && f.get(2) == Some(&&*our_pid.to_string())
+                    && f.last() == Some(&super::STORM_BIN)
+            }
             // PCOMM PID PPID RET ARGS...
-            Contender::Execsnoop => f.get(2) == Some(&&*our_pid.to_string()) && f.get(3) == Some(&"0") && f.get(4) == Some(&super::STORM_BIN),
+            Contender::Execsnoop => {
+                f.get(2) == Some(&&*our_pid.to_string())
+                    && f.get(3) == Some(&"0")
+                    && f.get(4) == Some(&super::STORM_BIN)
+            }
         }
     }
 }
@@ -146,8 +157,14 @@ pub fn timed_storm(c: Contender, n: usize) -> anyhow::Result<ContenderRun> {
     let took = storm(n)?;
     thread::sleep(Duration::from_millis(300)); // let it print the last events
     guard.interrupt()?;
-    let seen = reader.join().map_err(|_| anyhow::anyhow!("{} reader panicked", c.name()))?;
-    Ok(ContenderRun { name: c.name(), took, seen })
+    let seen = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("{} reader panicked", c.name()))?;
+    Ok(ContenderRun {
+        name: c.name(),
+        took,
+        seen,
+    })
 }
 
 /// Kills the contender if anything goes wrong before it is interrupted.
@@ -160,7 +177,16 @@ impl Reap {
         unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
         let deadline = Instant::now() + STOP_TIMEOUT;
         while self.0.try_wait()?.is_none() {
-            ensure!(Instant::now() < deadline, "contender did not exit after SIGINT");
+            if Instant::now() >= deadline {
+                // bpftrace 0.17 occasionally hangs in its exit path under load. Its storm
+                // was already timed and its lines read; killing it keeps the round.
+                eprintln!(
+                    "bench: a contender did not exit within {STOP_TIMEOUT:?} of SIGINT; killed"
+                );
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                break;
+            }
             thread::sleep(Duration::from_millis(20));
         }
         Ok(())

@@ -30,6 +30,8 @@ pub struct DaemonRun {
     pub drops: u64,
     /// The daemon's own `podtrail stopped: ...` summary.
     pub summary: String,
+    /// Its stderr lines.
+    pub log: Vec<String>,
 }
 
 /// A `podtrail run` we started; dropping it kills it (by pid) if it is still running.
@@ -40,20 +42,34 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts it with its stdout read and counted here (see [`DaemonRun`]).
     pub fn start(bin: &Path, extra: &[String]) -> anyhow::Result<Daemon> {
+        Self::spawn(bin, extra, true)
+    }
+
+    /// Starts it with its stdout going to /dev/null: the daemon still serializes every
+    /// event, but nothing here competes with it for CPU to read the lines. Only the stop
+    /// summary is gathered.
+    pub fn start_discarding(bin: &Path, extra: &[String]) -> anyhow::Result<Daemon> {
+        Self::spawn(bin, extra, false)
+    }
+
+    fn spawn(bin: &Path, extra: &[String], count: bool) -> anyhow::Result<Daemon> {
         let mut child = Command::new(bin)
             .args(["--log-level", "info", "run", "-o", "json"])
             .args(extra)
             .env_remove("RUST_LOG") // it would override --log-level and could hide the ready line
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(if count { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
         let (ready_tx, ready_rx) = mpsc::channel();
-        let stdout = Some(thread::spawn(move || count_stdout(out)));
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| thread::spawn(move || count_stdout(out)));
         let stderr = Some(thread::spawn(move || {
             let mut log = Vec::new();
             for line in BufReader::new(err).lines().map_while(Result::ok) {
@@ -64,7 +80,11 @@ impl Daemon {
             }
             log // the sender drops here: an exit before "ready" wakes the waiter at once
         }));
-        let mut d = Daemon { child, stdout, stderr };
+        let mut d = Daemon {
+            child,
+            stdout,
+            stderr,
+        };
         if let Err(e) = ready_rx.recv_timeout(READY_TIMEOUT) {
             let why = match e {
                 mpsc::RecvTimeoutError::Timeout => {
@@ -73,8 +93,15 @@ impl Daemon {
                 mpsc::RecvTimeoutError::Disconnected => "it exited".to_string(),
             };
             d.kill();
-            let log = d.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-            bail!("podtrail failed to start ({why}); its stderr:\n{}", log.join("\n"));
+            let log = d
+                .stderr
+                .take()
+                .map(|h| h.join().unwrap_or_default())
+                .unwrap_or_default();
+            bail!(
+                "podtrail failed to start ({why}); its stderr:\n{}",
+                log.join("\n")
+            );
         }
         Ok(d)
     }
@@ -110,16 +137,32 @@ impl Daemon {
             thread::sleep(Duration::from_millis(20));
         };
         // Both pipes hit EOF once the daemon is gone, so these joins end.
-        let mut run =
-            self.stdout.take().expect("stdout reader").join().expect("stdout reader panicked");
-        let log =
-            self.stderr.take().expect("stderr reader").join().expect("stderr reader panicked");
-        ensure!(status.success(), "podtrail exited with {status}; its stderr:\n{}", log.join("\n"));
+        let mut run = match self.stdout.take() {
+            Some(reader) => reader.join().expect("stdout reader panicked"),
+            None => DaemonRun::default(),
+        };
+        let log = self
+            .stderr
+            .take()
+            .expect("stderr reader")
+            .join()
+            .expect("stderr reader panicked");
+        ensure!(
+            status.success(),
+            "podtrail exited with {status}; its stderr:\n{}",
+            log.join("\n")
+        );
         let summary = log
             .iter()
-            .find_map(|l| l.split_once("podtrail stopped: ").map(|(_, s)| s.to_string()))
+            .find_map(|l| {
+                l.split_once("podtrail stopped: ")
+                    .map(|(_, s)| s.to_string())
+            })
             .with_context(|| {
-                format!("no `podtrail stopped:` summary; stderr:\n{}", log.join("\n"))
+                format!(
+                    "no `podtrail stopped:` summary; stderr:\n{}",
+                    log.join("\n")
+                )
             })?;
         let summary_dropped = summary
             .find(" dropped")
@@ -127,6 +170,7 @@ impl Daemon {
             .with_context(|| format!("cannot read the dropped count in {summary:?}"))?;
         run.drops = summary_dropped.max(run.drop_totals.values().sum());
         run.summary = summary;
+        run.log = log;
         Ok(run)
     }
 }
@@ -156,10 +200,12 @@ fn count_stdout(out: ChildStdout) -> DaemonRun {
             };
             let d = &v["drops"];
             let key = |k: &str| d[k].as_str().unwrap_or("?").to_string();
-            let total = c.drop_totals.entry((key("reason"), key("event_kind"))).or_default();
+            let total = c
+                .drop_totals
+                .entry((key("reason"), key("event_kind")))
+                .or_default();
             *total = (*total).max(d["total"].as_u64().unwrap_or(0));
         }
     }
     c
 }
-
