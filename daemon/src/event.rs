@@ -3,7 +3,10 @@
 //! public JSON schema (`schema/event.schema.json`); change them only with the schema.
 use serde::Serialize;
 
-pub use crate::inline::{Comm, NsList};
+pub use crate::{
+    argv::Argv,
+    inline::{Comm, NsList},
+};
 
 pub use crate::cri::Metadata;
 
@@ -102,7 +105,7 @@ pub struct ExecDetail {
     pub filename: String,
     pub filename_truncated: bool,
     /// argv as read from the new image (empty for failed execs: only the path is kept).
-    pub args: Vec<String>,
+    pub args: Argv,
     pub args_truncated: bool,
     pub args_unreadable: bool,
     /// Some argument values were replaced by the `[secrets]` mask.

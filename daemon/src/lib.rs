@@ -1,6 +1,7 @@
 //! podtrail daemon library: kernel facts, loading, decoding, output. The binary in
 //! `main.rs` wires them together; integration tests use both.
 pub mod anomaly;
+pub mod argv;
 pub mod cgroupfs;
 pub mod clock;
 pub mod config;

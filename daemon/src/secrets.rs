@@ -4,7 +4,7 @@
 //! (`DB_PASSWORD=x`). Patterns come from `[secrets]` in the config.
 use crate::{
     config::SecretsConfig,
-    event::{Detail, Event},
+    event::{Argv, Detail, Event},
 };
 
 pub struct Masker {
@@ -23,42 +23,68 @@ impl Masker {
         }
     }
 
-    /// Masks `ev`'s exec arguments in place; sets `exec.args_masked` when it changed any.
+    /// Masks `ev`'s exec arguments; sets `exec.args_masked` when it changed any.
     pub fn apply(&self, ev: &mut Event) {
-        if let Detail::Exec(x) = &mut ev.detail {
-            x.args_masked = self.mask_args(&mut x.args);
+        if let Detail::Exec(x) = &mut ev.detail
+            && let Some(masked) = self.masked(&x.args)
+        {
+            x.args = masked;
+            x.args_masked = true;
         }
     }
 
-    /// Returns whether anything was masked. argv[0] is the program, never a value.
+    /// `args` with secret values replaced, or None when nothing needs masking (the common
+    /// case, which allocates nothing).
+    pub fn masked(&self, args: &Argv) -> Option<Argv> {
+        let mut value_next = false;
+        let mut out: Option<Argv> = None;
+        for (i, arg) in args.iter().enumerate() {
+            match (self.replacement(i, arg, &mut value_next), &mut out) {
+                (Some(r), None) => {
+                    let mut a: Argv = args.iter().take(i).collect();
+                    a.push(&r);
+                    out = Some(a);
+                }
+                (Some(r), Some(a)) => a.push(&r),
+                (None, Some(a)) => a.push(arg),
+                (None, None) => {}
+            }
+        }
+        out
+    }
+
+    /// Masks `args` in place (snapshots); returns whether anything was masked.
     pub fn mask_args(&self, args: &mut [String]) -> bool {
         let mut masked = false;
         let mut value_next = false;
-        for arg in args.iter_mut().skip(1) {
-            if value_next {
-                value_next = false;
-                if !arg.starts_with('-') {
-                    *arg = self.mask.clone();
-                    masked = true;
-                    continue;
-                }
-            }
-            if self.flags.iter().any(|f| f == arg) {
-                value_next = true;
-                continue;
-            }
-            let Some((key, value)) = arg.split_once('=') else {
-                continue;
-            };
-            if value.is_empty() || value == self.mask {
-                continue;
-            }
-            if self.flags.iter().any(|f| f == key) || self.secret_key(key) {
-                *arg = format!("{key}={}", self.mask);
+        for (i, arg) in args.iter_mut().enumerate() {
+            if let Some(r) = self.replacement(i, arg, &mut value_next) {
+                *arg = r;
                 masked = true;
             }
         }
         masked
+    }
+
+    /// What argument `i` becomes, if it is a secret value. argv[0] is the program, never a
+    /// value; `value_next` carries "the previous argument was a secret flag".
+    fn replacement(&self, i: usize, arg: &str, value_next: &mut bool) -> Option<String> {
+        if i == 0 {
+            return None;
+        }
+        if std::mem::take(value_next) && !arg.starts_with('-') {
+            return Some(self.mask.clone());
+        }
+        if self.flags.iter().any(|f| f == arg) {
+            *value_next = true;
+            return None;
+        }
+        let (key, value) = arg.split_once('=')?;
+        if value.is_empty() || value == self.mask {
+            return None;
+        }
+        (self.flags.iter().any(|f| f == key) || self.secret_key(key))
+            .then(|| format!("{key}={}", self.mask))
     }
 
     fn secret_key(&self, key: &str) -> bool {
@@ -71,10 +97,15 @@ impl Masker {
 mod tests {
     use super::*;
 
+    /// Both entry points (events' `Argv`, snapshots' `[String]`) must agree.
     fn masked(args: &[&str]) -> (Vec<String>, bool) {
         let m = Masker::new(&SecretsConfig::default());
         let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let changed = m.mask_args(&mut v);
+        let argv: Argv = args.iter().collect();
+        let from_argv = m.masked(&argv);
+        assert_eq!(from_argv.is_some(), changed);
+        assert_eq!(from_argv.unwrap_or(argv).to_vec(), v);
         (v, changed)
     }
 

@@ -72,7 +72,7 @@ pub fn exec(path: &str, args: &[&str]) -> Detail {
     Detail::Exec(ExecDetail {
         filename: path.into(),
         filename_truncated: false,
-        args: args.iter().map(|a| a.to_string()).collect(),
+        args: args.iter().collect(),
         args_truncated: false,
         args_unreadable: false,
         args_masked: false,

@@ -85,10 +85,10 @@ fn basename(p: &str) -> &str {
 }
 
 /// The program an exec runs, seeing through multi-call binaries (`busybox sh -c ...`).
-fn program(filename: &str, args: &[String]) -> String {
+fn program(filename: &str, args: &crate::event::Argv) -> String {
     let exe = basename(filename);
-    let argv0 = args.first().map(|a| basename(a)).unwrap_or(exe);
-    match (exe, argv0, args.get(1)) {
+    let argv0 = args.first().map(basename).unwrap_or(exe);
+    match (exe, argv0, args.iter().nth(1)) {
         (_, "busybox", Some(applet)) => basename(applet).to_string(),
         ("busybox", applet, _) => applet.to_string(),
         _ => exe.to_string(),

@@ -6,7 +6,7 @@ use podtrail_common::exec::{
 };
 
 use super::{Bytes, DecodeError, names};
-use crate::event::{Detail, ExecDetail};
+use crate::event::{Argv, Detail, ExecDetail};
 
 pub fn decode(b: &Bytes<'_>) -> Result<Detail, DecodeError> {
     b.require(size_of::<ExecEvent>())?;
@@ -21,7 +21,7 @@ pub fn decode(b: &Bytes<'_>) -> Result<Detail, DecodeError> {
     Ok(Detail::Exec(ExecDetail {
         filename: b.string(offset_of!(ExecEvent, filename), FILENAME_LEN, filename_len)?,
         filename_truncated: flags & EXEC_FILENAME_TRUNCATED != 0,
-        args: split_args(args_raw),
+        args: Argv::from_raw(args_raw),
         args_truncated: flags & EXEC_ARGS_TRUNCATED != 0,
         args_unreadable: flags & EXEC_ARGS_UNREADABLE != 0,
         args_masked: false,
@@ -30,15 +30,4 @@ pub fn decode(b: &Bytes<'_>) -> Result<Detail, DecodeError> {
         syscall: if via_at { "execveat" } else { "execve" },
         dirfd: via_at.then_some(b.i32(offset_of!(ExecEvent, dirfd))?),
     }))
-}
-
-/// argv is NUL-separated (as in /proc/<pid>/cmdline); a cut last argument is kept.
-fn split_args(raw: &[u8]) -> Vec<String> {
-    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
-    if raw.is_empty() {
-        return Vec::new();
-    }
-    raw.split(|&c| c == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
 }

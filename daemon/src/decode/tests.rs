@@ -73,7 +73,7 @@ fn exec_record() {
         panic!("not exec")
     };
     assert_eq!(e.filename, "/bin/ls");
-    assert_eq!(e.args, vec!["ls", "-l", "/tmp"]);
+    assert_eq!(e.args.to_vec(), ["ls", "-l", "/tmp"]);
     assert!(e.args_truncated);
     assert_eq!((e.errno, e.error, e.syscall), (0, None, "execve"));
 }

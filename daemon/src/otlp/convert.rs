@@ -111,12 +111,12 @@ pub fn process_attrs(p: &Process, out: &mut Vec<KeyValue>) {
 }
 
 /// `process.executable.*` and `process.command*` of an exec.
-pub fn exec_attrs(filename: &str, args: &[String], out: &mut Vec<KeyValue>) {
+pub fn exec_attrs(filename: &str, args: &crate::event::Argv, out: &mut Vec<KeyValue>) {
     out.push(s("process.executable.path", filename));
     out.push(s("process.executable.name", basename(filename)));
     if let Some(a0) = args.first() {
         out.push(s("process.command", a0));
-        out.push(strs("process.command_args", args));
+        out.push(strs("process.command_args", &args.to_vec()));
     }
 }
 
@@ -144,7 +144,7 @@ pub fn exit_attrs(x: &crate::event::ExitDetail, out: &mut Vec<KeyValue>) {
 
 /// A low-cardinality span name for an exec: the binary's name, or argv[0]'s when the
 /// path says nothing (`/proc/self/exe`, `/dev/fd/N`: busybox applets, fexecve).
-pub fn exec_name<'a>(filename: &'a str, args: &'a [String]) -> &'a str {
+pub fn exec_name<'a>(filename: &'a str, args: &'a crate::event::Argv) -> &'a str {
     match args.first() {
         Some(a0) if filename.starts_with("/proc/") || filename.starts_with("/dev/fd/") => {
             basename(a0)
@@ -355,10 +355,10 @@ mod tests {
         assert_eq!(basename("/bin/true"), "true");
         assert_eq!(basename("sh"), "sh");
         assert_eq!(basename("/weird/"), "/weird/");
-        let args = vec!["sleep".to_string(), "30".to_string()];
+        let args: crate::event::Argv = ["sleep", "30"].into_iter().collect();
         assert_eq!(exec_name("/proc/self/exe", &args), "sleep");
         assert_eq!(exec_name("/bin/sleep", &args), "sleep");
-        assert_eq!(exec_name("/proc/self/exe", &[]), "exe");
+        assert_eq!(exec_name("/proc/self/exe", &Default::default()), "exe");
     }
 
     #[test]

@@ -439,7 +439,7 @@ fn retention_deletes_by_age_then_oldest_by_size() {
     for i in 1..=4000u64 {
         let mut e = ev(i, i, "exec", Some(web.clone()), exec("/bin/sh"));
         if let Detail::Exec(x) = &mut e.detail {
-            x.args.push("x".repeat(1000));
+            x.args.push(&"x".repeat(1000));
         }
         rows.push(to_row(
             clock,
