@@ -197,16 +197,24 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// glibc gives each thread that allocates its own arena (up to 8 per CPU); with the tokio,
-/// timeline and CRI threads that fragments a long-running daemon's heap (in the cache bench
-/// it was ~30 MiB of 115 at 10k containers). Two arenas are enough for our few threads.
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only sets an allocator tunable; called before any thread is spawned.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+/// Bounds glibc heap growth for a daemon that lives for months:
+/// - each allocating thread would get its own arena (up to 8 per CPU); with the tokio,
+///   timeline and CRI threads that fragments the heap (~30 MiB of 115 at 10k containers in
+///   the cache bench). Two arenas are enough for our few threads.
+/// - glibc raises its mmap threshold to the largest block freed (up to 32 MiB), so the
+///   multi-megabyte CRI listings of a big node land in the heap, between long-lived cache
+///   entries, and their pages never go back. A fixed 64 KiB threshold keeps them in their own
+///   mappings (10k containers: 108 -> 68 MiB RSS in the cache bench).
+fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator tunables; called before any thread is spawned.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 10);
+    }
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     match real_main(cli) {

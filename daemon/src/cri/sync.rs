@@ -104,16 +104,54 @@ async fn connect(o: &SyncOptions) -> Result<RuntimeServiceClient<Channel>, CriEr
     Ok(RuntimeServiceClient::new(ch).max_decoding_message_size(MAX_CRI_MESSAGE))
 }
 
+/// What podtrail needs of ContainerStatus(verbose)'s `info`: the runtime's whole view of
+/// the container (the OCI spec included, kilobytes each). Only these fields are built; the
+/// rest is skipped while parsing instead of becoming a JSON tree per container.
+#[derive(Default, serde::Deserialize)]
+struct VerboseInfo {
+    #[serde(default)]
+    pid: Option<u64>,
+    #[serde(default, rename = "runtimeSpec")]
+    runtime_spec: Option<SpecPart>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct SpecPart {
+    #[serde(default)]
+    linux: Option<SpecLinux>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct SpecLinux {
+    #[serde(default, rename = "cgroupsPath")]
+    cgroups_path: Option<String>,
+}
+
+impl VerboseInfo {
+    fn cgroups_path(&self) -> Option<&str> {
+        self.runtime_spec.as_ref()?.linux.as_ref()?.cgroups_path.as_deref()
+    }
+}
+
+/// Gives the heap pages freed by a listing back to the kernel. A sync of thousands of
+/// containers decodes megabytes of transient protobuf and JSON; glibc keeps those pages
+/// mapped, so without this the daemon's RSS would stay at the sync's peak.
+fn release_freed_heap() {
+    // SAFETY: malloc_trim only walks glibc's own free lists and madvises free pages away;
+    // it takes the allocator's locks and is safe to call from any thread at any time.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// cgroup2 id of a container: from the OCI spec's `cgroupsPath` (cgroupfs driver; the
 /// directory if it still exists, else the id its `cgroup_mkdir` event reported) or, for a
 /// running container, from `/proc/<pid>/cgroup`.
-fn container_cgroup_id(o: &SyncOptions, info: &serde_json::Value, pid: u32) -> Option<u64> {
+fn container_cgroup_id(o: &SyncOptions, info: &VerboseInfo, pid: u32) -> Option<u64> {
     let ino = |rel: &str| {
         std::fs::metadata(o.unified.join(rel.trim_start_matches('/')))
             .ok()
             .map(|m| m.ino())
     };
-    if let Some(p) = info["runtimeSpec"]["linux"]["cgroupsPath"].as_str()
+    if let Some(p) = info.cgroups_path()
         && p.starts_with('/')
     {
         if let Some(id) = ino(p) {
@@ -195,12 +233,12 @@ async fn sync_once(
             }),
         )
         .await?;
-        let info: serde_json::Value = status
+        let info: VerboseInfo = status
             .info
             .get("info")
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        let pid = info["pid"].as_u64().unwrap_or(0) as u32;
+        let pid = info.pid.unwrap_or(0) as u32;
         let state = ContainerState::try_from(c.state).unwrap_or(ContainerState::ContainerUnknown);
         let unsettled = state == ContainerState::ContainerCreated
             || (state == ContainerState::ContainerRunning && pid == 0);
@@ -352,6 +390,7 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
                         backoff = Duration::from_millis(500);
                         o.stats.syncs.fetch_add(1, Relaxed);
                         cache.merge(fresh);
+                        release_freed_heap();
                     }
                     Err(e) => {
                         report(&mut last_error, &e);
