@@ -9,11 +9,7 @@ fn main() -> anyhow::Result<()> {
     // The tail API (protoc is installed by scripts/bootstrap.sh).
     tonic_prost_build::compile_protos(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/tail.proto"))?;
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "podtrail-ebpf",
-            root_dir: &ebpf_dir,
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "podtrail-ebpf", root_dir: &ebpf_dir, ..Default::default() }],
         aya_build::Toolchain::Custom(&toolchain),
     )
 }

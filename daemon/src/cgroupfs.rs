@@ -11,29 +11,22 @@ pub struct CgroupMounts {
 
 impl CgroupMounts {
     pub fn detect() -> Self {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|t| Self::parse(&t))
-            .unwrap_or_default()
+        std::fs::read_to_string("/proc/self/mountinfo").map(|t| Self::parse(&t)).unwrap_or_default()
     }
 
     /// mountinfo: `id parent maj:min root mountpoint opts [optional...] - fstype source superopts`
     pub fn parse(mountinfo: &str) -> Self {
         let mut m = CgroupMounts::default();
         for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
+            let Some((left, right)) = line.split_once(" - ") else { continue };
             let fields: Vec<&str> = left.split_whitespace().collect();
             let rest: Vec<&str> = right.split_whitespace().collect();
-            let (Some(mountpoint), Some(fstype)) = (fields.get(4), rest.first()) else {
-                continue;
-            };
+            let (Some(mountpoint), Some(fstype)) = (fields.get(4), rest.first()) else { continue };
             let superopts = rest.get(2).copied().unwrap_or("");
             match *fstype {
                 "cgroup2" if m.unified.is_none() => m.unified = Some(PathBuf::from(mountpoint)),
                 "cgroup" if superopts.split(',').any(|o| o == "freezer") => {
-                    m.freezer_v1
-                        .get_or_insert_with(|| PathBuf::from(mountpoint));
+                    m.freezer_v1.get_or_insert_with(|| PathBuf::from(mountpoint));
                 }
                 _ => {}
             }
@@ -54,10 +47,7 @@ mod tests {
 41 30 0:37 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         let m = CgroupMounts::parse(mi);
         assert_eq!(m.unified.unwrap(), PathBuf::from("/sys/fs/cgroup/unified"));
-        assert_eq!(
-            m.freezer_v1.unwrap(),
-            PathBuf::from("/sys/fs/cgroup/freezer")
-        );
+        assert_eq!(m.freezer_v1.unwrap(), PathBuf::from("/sys/fs/cgroup/freezer"));
     }
 
     #[test]

@@ -9,10 +9,7 @@ pub const DEFAULT_TIMELINE_PATH: &str = "/var/lib/podtrail/timeline.db";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config: {0}")]
@@ -80,12 +77,7 @@ pub struct TailConfig {
 
 impl Default for TailConfig {
     fn default() -> Self {
-        TailConfig {
-            enabled: true,
-            socket: PathBuf::from(DEFAULT_TAIL_SOCKET),
-            group: String::new(),
-            buffer: 4096,
-        }
+        TailConfig { enabled: true, socket: PathBuf::from(DEFAULT_TAIL_SOCKET), group: String::new(), buffer: 4096 }
     }
 }
 
@@ -113,13 +105,8 @@ impl Default for AnomalyConfig {
         AnomalyConfig {
             enabled: true,
             disabled_rules: Vec::new(),
-            shells: s(&[
-                "sh", "bash", "ash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox",
-            ]),
-            package_managers: s(&[
-                "apt", "apt-get", "dpkg", "apk", "yum", "dnf", "rpm", "microdnf", "zypper", "pip",
-                "pip3", "npm",
-            ]),
+            shells: s(&["sh", "bash", "ash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox"]),
+            package_managers: s(&["apt", "apt-get", "dpkg", "apk", "yum", "dnf", "rpm", "microdnf", "zypper", "pip", "pip3", "npm"]),
             crash_loop_stops: 3,
             crash_loop_window_ms: 600_000,
             frozen_threshold_ms: 60_000,
@@ -140,11 +127,7 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig {
-            enabled: true,
-            listen: "127.0.0.1:9464".into(),
-            container_series_ttl_ms: 300_000,
-        }
+        MetricsConfig { enabled: true, listen: "127.0.0.1:9464".into(), container_series_ttl_ms: 300_000 }
     }
 }
 
@@ -165,12 +148,7 @@ pub struct OtlpConfig {
 
 impl Default for OtlpConfig {
     fn default() -> Self {
-        OtlpConfig {
-            endpoint: String::new(),
-            queue_size: 8192,
-            batch_size: 512,
-            timeout_ms: 5_000,
-        }
+        OtlpConfig { endpoint: String::new(), queue_size: 8192, batch_size: 512, timeout_ms: 5_000 }
     }
 }
 
@@ -191,32 +169,11 @@ impl Default for SecretsConfig {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
         SecretsConfig {
             flags: s(&[
-                "--password",
-                "--passwd",
-                "--pass",
-                "--token",
-                "--secret",
-                "--api-key",
-                "--apikey",
-                "--access-key",
-                "--secret-key",
-                "--client-secret",
-                "--auth",
-                "--authorization",
-                "--private-key",
-                "--credentials",
+                "--password", "--passwd", "--pass", "--token", "--secret", "--api-key", "--apikey",
+                "--access-key", "--secret-key", "--client-secret", "--auth", "--authorization",
+                "--private-key", "--credentials",
             ]),
-            key_patterns: s(&[
-                "password",
-                "passwd",
-                "secret",
-                "token",
-                "apikey",
-                "api_key",
-                "private_key",
-                "credential",
-                "auth",
-            ]),
+            key_patterns: s(&["password", "passwd", "secret", "token", "apikey", "api_key", "private_key", "credential", "auth"]),
             mask: "***".into(),
         }
     }
@@ -237,13 +194,7 @@ pub struct CriConfig {
 
 impl Default for CriConfig {
     fn default() -> Self {
-        CriConfig {
-            enabled: true,
-            endpoint: String::new(),
-            resync_interval_ms: 10_000,
-            call_timeout_ms: 2_000,
-            tombstone_ttl_ms: 300_000,
-        }
+        CriConfig { enabled: true, endpoint: String::new(), resync_interval_ms: 10_000, call_timeout_ms: 2_000, tombstone_ttl_ms: 300_000 }
     }
 }
 
@@ -269,21 +220,13 @@ pub struct FreezerV1Config {
 
 impl Default for RingbufConfig {
     fn default() -> Self {
-        RingbufConfig {
-            size_bytes: 8 << 20,
-            wakeup_bytes: 2 << 20,
-            drain_interval_ms: 20,
-        }
+        RingbufConfig { size_bytes: 8 << 20, wakeup_bytes: 2 << 20, drain_interval_ms: 20 }
     }
 }
 
 impl Default for FreezerV1Config {
     fn default() -> Self {
-        FreezerV1Config {
-            enabled: true,
-            poll_interval_ms: 250,
-            max_cgroups: 20_000,
-        }
+        FreezerV1Config { enabled: true, poll_interval_ms: 250, max_cgroups: 20_000 }
     }
 }
 
@@ -297,10 +240,8 @@ impl Config {
         if !required && !path.exists() {
             return Ok(Config::default());
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
         Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path, message },
             other => other,
@@ -343,24 +284,17 @@ impl Config {
                 self.cri.resync_interval_ms, self.cri.call_timeout_ms
             )));
         }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
-        {
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
                 "metrics.listen = {:?}: not an address such as 127.0.0.1:9464",
                 self.metrics.listen
             )));
         }
         if self.otlp.queue_size == 0 || self.otlp.batch_size == 0 {
-            return Err(ConfigError::Invalid(
-                "otlp.queue_size and otlp.batch_size must be > 0".into(),
-            ));
+            return Err(ConfigError::Invalid("otlp.queue_size and otlp.batch_size must be > 0".into()));
         }
-        if let Some(bad) = self
-            .anomalies
-            .disabled_rules
-            .iter()
-            .find(|r| !crate::anomaly::RULES.iter().any(|k| k.0 == r.as_str()))
+        if let Some(bad) =
+            self.anomalies.disabled_rules.iter().find(|r| !crate::anomaly::RULES.iter().any(|k| k.0 == r.as_str()))
         {
             let known: Vec<&str> = crate::anomaly::RULES.iter().map(|r| r.0).collect();
             return Err(ConfigError::Invalid(format!(
@@ -369,9 +303,7 @@ impl Config {
             )));
         }
         if self.anomalies.crash_loop_stops < 2 {
-            return Err(ConfigError::Invalid(
-                "anomalies.crash_loop_stops must be at least 2".into(),
-            ));
+            return Err(ConfigError::Invalid("anomalies.crash_loop_stops must be at least 2".into()));
         }
         if !(10..=60_000).contains(&self.freezer_v1.poll_interval_ms) {
             return Err(ConfigError::Invalid(format!(
@@ -389,31 +321,19 @@ impl Config {
             return bad("path is empty".into());
         }
         if t.max_bytes < 1 << 20 {
-            return bad(format!(
-                "max_bytes = {}: must be at least 1048576 (1 MiB)",
-                t.max_bytes
-            ));
+            return bad(format!("max_bytes = {}: must be at least 1048576 (1 MiB)", t.max_bytes));
         }
         if !(1..=87_600).contains(&t.max_age_hours) {
-            return bad(format!(
-                "max_age_hours = {}: must be 1..=87600",
-                t.max_age_hours
-            ));
+            return bad(format!("max_age_hours = {}: must be 1..=87600", t.max_age_hours));
         }
         if !(1..=100_000).contains(&t.batch_size) {
             return bad(format!("batch_size = {}: must be 1..=100000", t.batch_size));
         }
         if !(10..=60_000).contains(&t.flush_interval_ms) {
-            return bad(format!(
-                "flush_interval_ms = {}: must be 10..=60000",
-                t.flush_interval_ms
-            ));
+            return bad(format!("flush_interval_ms = {}: must be 10..=60000", t.flush_interval_ms));
         }
         if t.queue_size < t.batch_size {
-            return bad(format!(
-                "queue_size = {}: must be at least batch_size ({})",
-                t.queue_size, t.batch_size
-            ));
+            return bad(format!("queue_size = {}: must be at least batch_size ({})", t.queue_size, t.batch_size));
         }
         Ok(())
     }
@@ -455,9 +375,7 @@ mod tests {
 
     #[test]
     fn ringbuf_size_must_be_power_of_two() {
-        let msg = Config::parse("[ringbuf]\nsize_bytes = 100000\n")
-            .unwrap_err()
-            .to_string();
+        let msg = Config::parse("[ringbuf]\nsize_bytes = 100000\n").unwrap_err().to_string();
         assert!(msg.contains("power of two"), "{msg}");
     }
 
@@ -466,24 +384,15 @@ mod tests {
         let cfg = Config::parse("[timeline]\npath = \"/tmp/t.db\"\nmax_age_hours = 1\n").unwrap();
         assert_eq!(cfg.timeline.path, PathBuf::from("/tmp/t.db"));
         assert_eq!(cfg.timeline.max_bytes, 256 << 20);
-        let msg = Config::parse("[timeline]\nmax_bytes = 10\n")
-            .unwrap_err()
-            .to_string();
+        let msg = Config::parse("[timeline]\nmax_bytes = 10\n").unwrap_err().to_string();
         assert!(msg.contains("timeline.max_bytes = 10"), "{msg}");
-        let msg = Config::parse("[timeline]\nflush_interval = 10\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("flush_interval") && msg.contains("line 2"),
-            "{msg}"
-        );
+        let msg = Config::parse("[timeline]\nflush_interval = 10\n").unwrap_err().to_string();
+        assert!(msg.contains("flush_interval") && msg.contains("line 2"), "{msg}");
     }
 
     #[test]
     fn wrong_type_is_reported() {
-        let msg = Config::parse("[freezer_v1]\nenabled = \"yes\"\n")
-            .unwrap_err()
-            .to_string();
+        let msg = Config::parse("[freezer_v1]\nenabled = \"yes\"\n").unwrap_err().to_string();
         assert!(msg.contains("line 2"), "{msg}");
     }
 }

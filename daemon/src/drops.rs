@@ -17,10 +17,7 @@ pub struct DropCounters {
 
 impl DropCounters {
     pub fn new(map: PerCpuArray<MapData, u64>) -> Self {
-        DropCounters {
-            map,
-            seen: BTreeMap::new(),
-        }
+        DropCounters { map, seen: BTreeMap::new() }
     }
 
     /// Current totals summed over CPUs, by (reason, kind).
@@ -29,9 +26,7 @@ impl DropCounters {
         for reason in DROP_REASONS {
             for kind in EventKind::ALL {
                 debug_assert!((kind as u32) < EVENT_KIND_SLOTS);
-                let Ok(values) = self.map.get(&drop_index(reason, kind as u32), 0) else {
-                    continue;
-                };
+                let Ok(values) = self.map.get(&drop_index(reason, kind as u32), 0) else { continue };
                 let total: u64 = values.iter().sum();
                 if total > 0 {
                     out.insert((reason.name(), kind.name()), total);
@@ -47,12 +42,7 @@ impl DropCounters {
         for (key, total) in self.totals() {
             let prev = self.seen.insert(key, total).unwrap_or(0);
             if total > prev {
-                reports.push(DropReport {
-                    reason: key.0,
-                    event_kind: key.1,
-                    count: total - prev,
-                    total,
-                });
+                reports.push(DropReport { reason: key.0, event_kind: key.1, count: total - prev, total });
             }
         }
         reports

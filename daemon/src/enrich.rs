@@ -50,11 +50,7 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    pub fn new(
-        cache: MetadataCache,
-        created_tx: mpsc::Sender<()>,
-        created_paths: CreatedCgroups,
-    ) -> Self {
+    pub fn new(cache: MetadataCache, created_tx: mpsc::Sender<()>, created_paths: CreatedCgroups) -> Self {
         Enricher {
             cache,
             created_tx,
@@ -88,16 +84,9 @@ impl Enricher {
             needs_target = n.target.is_none() && ev.ns.mnt != self.host_ns.mnt;
         }
         let needs_metadata = ev.metadata.state == "host"
-            && self
-                .recent
-                .get(&subject)
-                .is_some_and(|t| t.elapsed() < PENDING_WINDOW);
+            && self.recent.get(&subject).is_some_and(|t| t.elapsed() < PENDING_WINDOW);
         if needs_metadata {
-            ev.metadata = Metadata {
-                state: "pending",
-                container: None,
-                late_of: None,
-            };
+            ev.metadata = Metadata { state: "pending", container: None, late_of: None };
         }
         (needs_metadata || needs_target).then_some((needs_metadata, needs_target))
     }
@@ -108,19 +97,13 @@ impl Enricher {
             self.pending.pop_front();
             self.late_evicted += 1;
         }
-        self.pending.push_back(Pending {
-            at: Instant::now(),
-            event,
-            needs_metadata,
-            needs_target,
-        });
+        self.pending.push_back(Pending { at: Instant::now(), event, needs_metadata, needs_target });
     }
 
     fn remember_cgroup(&mut self, id: u64, path: &str) {
         let now = Instant::now();
         if self.recent.len() >= MAX_RECENT_CGROUPS {
-            self.recent
-                .retain(|_, t| now.duration_since(*t) < PENDING_WINDOW);
+            self.recent.retain(|_, t| now.duration_since(*t) < PENDING_WINDOW);
         }
         if self.recent.len() < MAX_RECENT_CGROUPS {
             self.recent.insert(id, now);
@@ -139,11 +122,7 @@ impl Enricher {
     /// the buffer (their `pending` original was already emitted).
     pub fn resolve_pending(&mut self) -> Vec<Event> {
         let now = Instant::now();
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| now.duration_since(p.at) > PENDING_WINDOW)
-        {
+        while self.pending.front().is_some_and(|p| now.duration_since(p.at) > PENDING_WINDOW) {
             self.pending.pop_front();
         }
         let generation = self.cache.generation();
@@ -155,21 +134,13 @@ impl Enricher {
         let mut late = Vec::new();
         self.pending.retain(|p| {
             let m = self.cache.lookup(p.event.subject_cgroup_id());
-            let target = if p.needs_target {
-                self.cache.container_by_ns(&p.event.ns)
-            } else {
-                None
-            };
+            let target = if p.needs_target { self.cache.container_by_ns(&p.event.ns) } else { None };
             let known = m.state == "complete" || m.state == "tombstone";
             if (p.needs_metadata && !known) || (p.needs_target && target.is_none()) {
                 return true;
             }
             let mut copy = p.event.clone();
-            copy.metadata = Metadata {
-                state: "late",
-                container: m.container,
-                late_of: Some(p.event.seq),
-            };
+            copy.metadata = Metadata { state: "late", container: m.container, late_of: Some(p.event.seq) };
             if let Detail::NsChange(n) = &mut copy.detail
                 && target.is_some()
             {

@@ -29,11 +29,7 @@ pub struct EntryTracker {
 
 impl EntryTracker {
     pub fn new(host: &NsInodes) -> Self {
-        EntryTracker {
-            by_tgid: HashMap::new(),
-            host_mnt: host.mnt,
-            untracked: 0,
-        }
+        EntryTracker { by_tgid: HashMap::new(), host_mnt: host.mnt, untracked: 0 }
     }
 
     fn record(&mut self, tgid: u32, path: &'static str) {
@@ -72,7 +68,11 @@ impl EntryTracker {
             }
             _ => {}
         }
-        let path = self.by_tgid.get(&tgid).copied().unwrap_or(fallback);
+        let path = self
+            .by_tgid
+            .get(&tgid)
+            .copied()
+            .unwrap_or(fallback);
         if let Detail::Exit(x) = &ev.detail
             && x.leader
         {
@@ -91,16 +91,7 @@ mod tests {
     use super::*;
     use crate::{event::ForkDetail, testutil};
 
-    const HOST: NsInodes = NsInodes {
-        mnt: 1,
-        pid: 2,
-        net: 3,
-        uts: 4,
-        ipc: 5,
-        user: 6,
-        cgroup: 7,
-        pid_for_children: 2,
-    };
+    const HOST: NsInodes = NsInodes { mnt: 1, pid: 2, net: 3, uts: 4, ipc: 5, user: 6, cgroup: 7, pid_for_children: 2 };
 
     fn ev(tgid: u32, comm: &str, mnt: u32, detail: Detail) -> Event {
         let mut e = testutil::event(0, tgid, None, detail);
@@ -130,30 +121,12 @@ mod tests {
     #[test]
     fn setns_into_container_mnt_is_an_entry_inherited_by_children() {
         let mut t = EntryTracker::new(&HOST);
-        assert_eq!(
-            t.classify(&ev(10, "nsenter", 99, setns(vec!["mnt"])), "host"),
-            "nsenter"
-        );
-        assert_eq!(
-            t.classify(&ev(10, "nsenter", 99, fork(11)), "host"),
-            "nsenter"
-        );
-        assert_eq!(
-            t.classify(&ev(11, "sh", 99, exit()), "entrypoint"),
-            "nsenter"
-        );
-        assert_eq!(
-            t.classify(&ev(10, "nsenter", 99, exit()), "host"),
-            "nsenter"
-        );
+        assert_eq!(t.classify(&ev(10, "nsenter", 99, setns(vec!["mnt"])), "host"), "nsenter");
+        assert_eq!(t.classify(&ev(10, "nsenter", 99, fork(11)), "host"), "nsenter");
+        assert_eq!(t.classify(&ev(11, "sh", 99, exit()), "entrypoint"), "nsenter");
+        assert_eq!(t.classify(&ev(10, "nsenter", 99, exit()), "host"), "nsenter");
         assert_eq!(t.tracked(), 0, "leaders' exits drop their records");
-        assert_eq!(
-            t.classify(
-                &ev(12, "runc:[2:INIT]", 99, setns(vec!["mnt", "pid"])),
-                "host"
-            ),
-            "runtime_exec"
-        );
+        assert_eq!(t.classify(&ev(12, "runc:[2:INIT]", 99, setns(vec!["mnt", "pid"])), "host"), "runtime_exec");
     }
 
     #[test]
@@ -161,13 +134,7 @@ mod tests {
         let mut t = EntryTracker::new(&HOST);
         // runc's container start joins the pause container's ipc/uts but stays in the host
         // mnt namespace until it unshares its own.
-        assert_eq!(
-            t.classify(
-                &ev(20, "runc:[1:CHILD]", 1, setns(vec!["ipc", "uts"])),
-                "entrypoint"
-            ),
-            "entrypoint"
-        );
+        assert_eq!(t.classify(&ev(20, "runc:[1:CHILD]", 1, setns(vec!["ipc", "uts"])), "entrypoint"), "entrypoint");
         assert_eq!(t.classify(&ev(21, "sh", 1, fork(22)), "host"), "host");
         assert_eq!(t.tracked(), 0);
     }
@@ -176,21 +143,9 @@ mod tests {
     fn nsenter_into_a_containers_ipc_alone_is_an_entry_but_runc_joining_it_is_not() {
         let mut t = EntryTracker::new(&HOST);
         let with_target = |changed| testutil::setns(changed, Some(testutil::meta("c", 5)));
-        assert_eq!(
-            t.classify(&ev(30, "nsenter", 1, with_target(vec!["ipc"])), "host"),
-            "nsenter"
-        );
-        assert_eq!(
-            t.classify(
-                &ev(31, "runc:[1:CHILD]", 1, with_target(vec!["ipc"])),
-                "host"
-            ),
-            "host"
-        );
+        assert_eq!(t.classify(&ev(30, "nsenter", 1, with_target(vec!["ipc"])), "host"), "nsenter");
+        assert_eq!(t.classify(&ev(31, "runc:[1:CHILD]", 1, with_target(vec!["ipc"])), "host"), "host");
         // Without a known target and no mount namespace change, nothing says "container".
-        assert_eq!(
-            t.classify(&ev(32, "nsenter", 1, setns(vec!["net"])), "host"),
-            "host"
-        );
+        assert_eq!(t.classify(&ev(32, "nsenter", 1, setns(vec!["net"])), "host"), "host");
     }
 }

@@ -80,9 +80,7 @@ impl V1FreezerPoller {
         let mut stack = vec![(self.root.clone(), 0i32)];
         self.truncated = false;
         while let Some((dir, level)) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
                 if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     continue;
@@ -92,12 +90,8 @@ impl V1FreezerPoller {
                     break;
                 }
                 let path = entry.path();
-                let Ok(text) = std::fs::read_to_string(path.join("freezer.state")) else {
-                    continue;
-                };
-                let Some(state) = State::parse(&text) else {
-                    continue;
-                };
+                let Ok(text) = std::fs::read_to_string(path.join("freezer.state")) else { continue };
+                let Some(state) = State::parse(&text) else { continue };
                 let rel = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
                 let prev = self.known.remove(&rel);
                 let from = prev.as_ref().map(|k| k.state).unwrap_or(State::Thawed);
@@ -118,14 +112,7 @@ impl V1FreezerPoller {
                         ));
                     }
                 }
-                seen.insert(
-                    rel,
-                    Known {
-                        state,
-                        v1_id,
-                        cgroup2_id,
-                    },
-                );
+                seen.insert(rel, Known { state, v1_id, cgroup2_id });
                 stack.push((path, level + 1));
             }
         }
@@ -141,10 +128,7 @@ impl V1FreezerPoller {
     /// runc uses the same relative path in every hierarchy, so the cgroup2 twin gives the id
     /// kernel events carry.
     fn cgroup2_id(&self, rel: &Path) -> u64 {
-        self.unified
-            .as_ref()
-            .map(|u| inode(&u.join(rel)))
-            .unwrap_or(0)
+        self.unified.as_ref().map(|u| inode(&u.join(rel))).unwrap_or(0)
     }
 }
 
@@ -182,14 +166,8 @@ mod tests {
         std::fs::write(cg.join("freezer.state"), "THAWED\n").unwrap();
         let ev = p.poll(2);
         let kinds: Vec<_> = ev.iter().map(|e| (e.kind, e.source)).collect();
-        assert!(
-            kinds.contains(&("cgroup_freeze", "v1_freezer_poll")),
-            "{kinds:?}"
-        );
-        assert!(
-            kinds.contains(&("cgroup_unfreeze", "v1_freezer_poll")),
-            "{kinds:?}"
-        );
+        assert!(kinds.contains(&("cgroup_freeze", "v1_freezer_poll")), "{kinds:?}");
+        assert!(kinds.contains(&("cgroup_unfreeze", "v1_freezer_poll")), "{kinds:?}");
         assert_eq!(ev.len(), 2);
         std::fs::write(dir.join("a/freezer.state"), "FROZEN\n").unwrap();
         let ev = p.poll(3);

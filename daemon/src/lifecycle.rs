@@ -27,9 +27,7 @@ impl Lifecycle {
     pub fn observe(&mut self, ev: &mut Event) {
         let v1 = ev.source == "v1_freezer_poll";
         let ts = ev.ts_boot_ns;
-        let Detail::Cgroup(c) = &mut ev.detail else {
-            return;
-        };
+        let Detail::Cgroup(c) = &mut ev.detail else { return };
         let key = (v1, c.id);
         match (ev.kind, c.frozen) {
             ("cgroup_freeze", _) | ("cgroup_frozen", Some(true)) => {
@@ -54,9 +52,7 @@ impl Lifecycle {
     /// Facts that need the event's container (call once per event whose metadata names
     /// one: directly or on its `late` copy, never both).
     pub fn with_container(&mut self, ev: &mut Event) {
-        let Some(meta) = ev.metadata.container.clone() else {
-            return;
-        };
+        let Some(meta) = ev.metadata.container.clone() else { return };
         let ts = ev.ts_boot_ns;
         let tgid = ev.process.tgid;
         let pid_ns = ev.ns.pid;
@@ -75,12 +71,7 @@ impl Lifecycle {
         let key = (meta.pod_uid.clone(), meta.container.clone());
         if self.exits.len() >= MAX_EXIT_HISTORY && !self.exits.contains_key(&key) {
             // Forget the name that stopped longest ago.
-            if let Some(oldest) = self
-                .exits
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
-            {
+            if let Some(oldest) = self.exits.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) {
                 self.exits.remove(&oldest);
             }
         }
@@ -149,10 +140,7 @@ mod tests {
     #[test]
     fn cgroup2_freeze_duration_runs_from_freeze_to_no_longer_frozen() {
         let mut l = Lifecycle::default();
-        for (kind, ts, frozen) in [
-            ("cgroup_freeze", 100, None),
-            ("cgroup_frozen", 150, Some(true)),
-        ] {
+        for (kind, ts, frozen) in [("cgroup_freeze", 100, None), ("cgroup_frozen", 150, Some(true))] {
             let mut e = cgroup_ev(kind, "kernel", ts, frozen);
             l.observe(&mut e);
             assert_eq!(duration(&e), None);
@@ -202,9 +190,6 @@ mod tests {
         let mut second = exit_ev(600, 1, 3_000, meta(0));
         l.with_container(&mut second);
         let c = container_exit(&second).unwrap();
-        assert_eq!(
-            (c.restart_count, c.since_previous_exit_ns),
-            (1, Some(2_000))
-        );
+        assert_eq!((c.restart_count, c.since_previous_exit_ns), (1, Some(2_000)));
     }
 }

@@ -10,26 +10,15 @@ use crate::kernel::tracefs::Tracefs;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("tracepoint {category}:{name} (needed by {program}) does not exist on this kernel")]
-    MissingTracepoint {
-        category: &'static str,
-        name: &'static str,
-        program: &'static str,
-    },
+    MissingTracepoint { category: &'static str, name: &'static str, program: &'static str },
     #[error("loading the eBPF object failed: {0}")]
     Object(#[source] aya::EbpfError),
     #[error("eBPF object has no program `{0}` (build mismatch)")]
     NoProgram(&'static str),
     #[error("the kernel rejected program `{program}`: {source}")]
-    Verify {
-        program: &'static str,
-        source: ProgramError,
-    },
+    Verify { program: &'static str, source: ProgramError },
     #[error("attaching `{program}` to {target} failed: {source}")]
-    Attach {
-        program: &'static str,
-        target: String,
-        source: ProgramError,
-    },
+    Attach { program: &'static str, target: String, source: ProgramError },
 }
 
 #[derive(Clone, Copy)]
@@ -41,84 +30,33 @@ enum Hook {
 
 /// Every program and where it attaches. One row per program in `ebpf/src/probes/`.
 const PROGRAMS: &[(&str, Hook)] = &[
-    (
-        "sched_process_exec",
-        Hook::Tracepoint(&[("sched", "sched_process_exec")]),
-    ),
-    (
-        "sys_enter_execve",
-        Hook::Tracepoint(&[("syscalls", "sys_enter_execve")]),
-    ),
-    (
-        "sys_enter_execveat",
-        Hook::Tracepoint(&[("syscalls", "sys_enter_execveat")]),
-    ),
+    ("sched_process_exec", Hook::Tracepoint(&[("sched", "sched_process_exec")])),
+    ("sys_enter_execve", Hook::Tracepoint(&[("syscalls", "sys_enter_execve")])),
+    ("sys_enter_execveat", Hook::Tracepoint(&[("syscalls", "sys_enter_execveat")])),
     (
         "sys_exit_exec",
-        Hook::Tracepoint(&[
-            ("syscalls", "sys_exit_execve"),
-            ("syscalls", "sys_exit_execveat"),
-        ]),
+        Hook::Tracepoint(&[("syscalls", "sys_exit_execve"), ("syscalls", "sys_exit_execveat")]),
     ),
-    (
-        "sys_enter_clone",
-        Hook::Tracepoint(&[("syscalls", "sys_enter_clone")]),
-    ),
-    (
-        "sys_enter_clone3",
-        Hook::Tracepoint(&[("syscalls", "sys_enter_clone3")]),
-    ),
+    ("sys_enter_clone", Hook::Tracepoint(&[("syscalls", "sys_enter_clone")])),
+    ("sys_enter_clone3", Hook::Tracepoint(&[("syscalls", "sys_enter_clone3")])),
     (
         "sys_exit_clone",
-        Hook::Tracepoint(&[
-            ("syscalls", "sys_exit_clone"),
-            ("syscalls", "sys_exit_clone3"),
-        ]),
+        Hook::Tracepoint(&[("syscalls", "sys_exit_clone"), ("syscalls", "sys_exit_clone3")]),
     ),
-    (
-        "sched_process_fork",
-        Hook::Tracepoint(&[("sched", "sched_process_fork")]),
-    ),
-    (
-        "sched_process_exit",
-        Hook::Tracepoint(&[("sched", "sched_process_exit")]),
-    ),
-    (
-        "sys_enter_setns",
-        Hook::Tracepoint(&[("syscalls", "sys_enter_setns")]),
-    ),
-    (
-        "sys_enter_unshare",
-        Hook::Tracepoint(&[("syscalls", "sys_enter_unshare")]),
-    ),
+    ("sched_process_fork", Hook::Tracepoint(&[("sched", "sched_process_fork")])),
+    ("sched_process_exit", Hook::Tracepoint(&[("sched", "sched_process_exit")])),
+    ("sys_enter_setns", Hook::Tracepoint(&[("syscalls", "sys_enter_setns")])),
+    ("sys_enter_unshare", Hook::Tracepoint(&[("syscalls", "sys_enter_unshare")])),
     (
         "sys_exit_ns",
-        Hook::Tracepoint(&[
-            ("syscalls", "sys_exit_setns"),
-            ("syscalls", "sys_exit_unshare"),
-        ]),
+        Hook::Tracepoint(&[("syscalls", "sys_exit_setns"), ("syscalls", "sys_exit_unshare")]),
     ),
     ("mark_victim", Hook::RawTracepoint("mark_victim")),
-    (
-        "cgroup_mkdir",
-        Hook::Tracepoint(&[("cgroup", "cgroup_mkdir")]),
-    ),
-    (
-        "cgroup_rmdir",
-        Hook::Tracepoint(&[("cgroup", "cgroup_rmdir")]),
-    ),
-    (
-        "cgroup_freeze",
-        Hook::Tracepoint(&[("cgroup", "cgroup_freeze")]),
-    ),
-    (
-        "cgroup_unfreeze",
-        Hook::Tracepoint(&[("cgroup", "cgroup_unfreeze")]),
-    ),
-    (
-        "cgroup_notify_frozen",
-        Hook::Tracepoint(&[("cgroup", "cgroup_notify_frozen")]),
-    ),
+    ("cgroup_mkdir", Hook::Tracepoint(&[("cgroup", "cgroup_mkdir")])),
+    ("cgroup_rmdir", Hook::Tracepoint(&[("cgroup", "cgroup_rmdir")])),
+    ("cgroup_freeze", Hook::Tracepoint(&[("cgroup", "cgroup_freeze")])),
+    ("cgroup_unfreeze", Hook::Tracepoint(&[("cgroup", "cgroup_unfreeze")])),
+    ("cgroup_notify_frozen", Hook::Tracepoint(&[("cgroup", "cgroup_notify_frozen")])),
 ];
 
 /// The tracepoints `podtrail run` needs, for `preflight` and docs.
@@ -147,11 +85,7 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub fn load_and_attach(tfs: &Tracefs, opts: &LoadOptions) -> Result<(Ebpf, usize), LoadError> {
     for (category, name, program) in required_tracepoints() {
         if !tfs.exists(category, name) {
-            return Err(LoadError::MissingTracepoint {
-                category,
-                name,
-                program,
-            });
+            return Err(LoadError::MissingTracepoint { category, name, program });
         }
     }
     let mut ebpf = EbpfLoader::new()
@@ -163,32 +97,25 @@ pub fn load_and_attach(tfs: &Tracefs, opts: &LoadOptions) -> Result<(Ebpf, usize
         .map_err(LoadError::Object)?;
     let mut links = 0;
     for (program, hook) in PROGRAMS {
-        let prog = ebpf
-            .program_mut(program)
-            .ok_or(LoadError::NoProgram(program))?;
+        let prog = ebpf.program_mut(program).ok_or(LoadError::NoProgram(program))?;
         match hook {
             Hook::Tracepoint(tps) => {
-                let tp: &mut TracePoint = prog
-                    .try_into()
-                    .map_err(|source| LoadError::Verify { program, source })?;
-                tp.load()
-                    .map_err(|source| LoadError::Verify { program, source })?;
+                let tp: &mut TracePoint =
+                    prog.try_into().map_err(|source| LoadError::Verify { program, source })?;
+                tp.load().map_err(|source| LoadError::Verify { program, source })?;
                 for (category, name) in *tps {
-                    tp.attach(category, name)
-                        .map_err(|source| LoadError::Attach {
-                            program,
-                            target: format!("{category}:{name}"),
-                            source,
-                        })?;
+                    tp.attach(category, name).map_err(|source| LoadError::Attach {
+                        program,
+                        target: format!("{category}:{name}"),
+                        source,
+                    })?;
                     links += 1;
                 }
             }
             Hook::RawTracepoint(name) => {
-                let tp: &mut RawTracePoint = prog
-                    .try_into()
-                    .map_err(|source| LoadError::Verify { program, source })?;
-                tp.load()
-                    .map_err(|source| LoadError::Verify { program, source })?;
+                let tp: &mut RawTracePoint =
+                    prog.try_into().map_err(|source| LoadError::Verify { program, source })?;
+                tp.load().map_err(|source| LoadError::Verify { program, source })?;
                 tp.attach(name).map_err(|source| LoadError::Attach {
                     program,
                     target: format!("raw_tp/{name}"),

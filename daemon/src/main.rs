@@ -11,11 +11,7 @@ use podtrail::{
 };
 
 #[derive(Parser)]
-#[command(
-    name = "podtrail",
-    version,
-    about = "Container-aware eBPF tracing for Kubernetes nodes"
-)]
+#[command(name = "podtrail", version, about = "Container-aware eBPF tracing for Kubernetes nodes")]
 struct Cli {
     /// Log level filter (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
@@ -256,10 +252,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 config.tail.socket = v;
             }
             // Usual precedence: flag, then the standard environment variable, then the file.
-            if let Some(v) = args
-                .otlp_endpoint
-                .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
-            {
+            if let Some(v) = args.otlp_endpoint.or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()) {
                 config.otlp.endpoint = v;
             }
             if let Some(v) = args.timeline_path {
@@ -271,27 +264,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             config.validate()?;
             // Two workers: tail clients, the metrics listener and the CRI sync run beside the
             // pipeline instead of between its drains.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(run(RunOptions {
-                config,
-                format: args.output,
-                btf: args.btf,
-            }))
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(run(RunOptions { config, format: args.output, btf: args.btf }))
         }
         Command::Doctor { output, node } => {
             let config = node.config()?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let checks = rt.block_on(podtrail::doctor::run(&config, &node.btf));
             match output {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({ "ok": !podtrail::doctor::failed(&checks), "checks": checks })
-                ),
+                Format::Json => println!("{}", serde_json::json!({ "ok": !podtrail::doctor::failed(&checks), "checks": checks })),
                 Format::Text => podtrail::doctor::print_text(&checks),
             }
             if podtrail::doctor::failed(&checks) {
@@ -299,22 +280,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Snapshot {
-            target,
-            namespace,
-            out,
-            node,
-        } => {
+        Command::Snapshot { target, namespace, out, node } => {
             let config = node.config()?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let args = podtrail::snapshot::SnapshotArgs {
-                target,
-                namespace,
-                output: out,
-                btf: node.btf,
-            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let args = podtrail::snapshot::SnapshotArgs { target, namespace, output: out, btf: node.btf };
             let path = rt.block_on(podtrail::snapshot::run(&config, args))?;
             println!("{}", path.display());
             Ok(())
@@ -330,9 +299,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 since: t.filter.since,
                 json: t.output == Format::Json,
             };
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             Ok(rt.block_on(podtrail::tail::client::run(args))?)
         }
         Command::Timeline(args) => timeline(args),
@@ -352,8 +319,7 @@ fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
         None => Config::load(args.config.as_deref())?.timeline.path,
     };
     let now = std::time::SystemTime::now();
-    let time =
-        |flag: &str, v: Option<String>| v.map(|v| timeline::parse_time(flag, &v, now)).transpose();
+    let time = |flag: &str, v: Option<String>| v.map(|v| timeline::parse_time(flag, &v, now)).transpose();
     let filter = timeline::Filter {
         namespace: args.filter.namespace,
         pod: args.filter.pod,
@@ -371,9 +337,7 @@ fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Ok(_) => Ok(()),
-        Err(timeline::TimelineError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            Ok(())
-        }
+        Err(timeline::TimelineError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

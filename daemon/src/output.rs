@@ -49,11 +49,7 @@ pub struct Output<W: Write> {
 
 impl<W: Write> Output<W> {
     pub fn new(format: Format, out: W) -> Self {
-        Output {
-            format,
-            clock: WallClock::new(),
-            out: io::BufWriter::with_capacity(64 << 10, out),
-        }
+        Output { format, clock: WallClock::new(), out: io::BufWriter::with_capacity(64 << 10, out) }
     }
 
     /// The boot-to-wall offset behind `ts`, for sinks that must show the same times.
@@ -83,12 +79,7 @@ impl<W: Write> Output<W> {
         match self.format {
             Format::Json => {
                 let ts = self.ts(boot_ns);
-                let line = DropLine {
-                    ts,
-                    kind: "drops",
-                    source: "daemon",
-                    drops: report,
-                };
+                let line = DropLine { ts, kind: "drops", source: "daemon", drops: report };
                 serde_json::to_writer(&mut self.out, &line)?;
                 self.out.write_all(b"\n")
             }
@@ -193,11 +184,7 @@ pub fn text_line(ts: &str, ev: &Event) -> String {
             c.path,
             c.id,
             c.frozen.map(|f| format!(" frozen={f}")).unwrap_or_default(),
-            if ev.source == "kernel" {
-                String::new()
-            } else {
-                format!(" via {}", ev.source)
-            }
+            if ev.source == "kernel" { String::new() } else { format!(" via {}", ev.source) }
         ),
         Detail::Anomaly(a) => format!("{} {}: {}", a.severity.to_uppercase(), a.rule, a.summary),
     };

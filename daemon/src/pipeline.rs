@@ -16,16 +16,16 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use crate::{
-    anomaly::Anomalies,
     clock, decode,
     drops::DropCounters,
     enrich::Enricher,
     entry::EntryTracker,
     event::Event,
+    anomaly::Anomalies,
     lifecycle::Lifecycle,
-    output::{DropReport, Line, Output},
     secrets::Masker,
     sink::EventSink,
+    output::{DropReport, Line, Output},
 };
 
 /// Per-run totals, printed when the daemon stops.
@@ -44,17 +44,10 @@ pub struct Stats {
 impl Stats {
     pub fn summary(&self) -> String {
         let events: u64 = self.by_kind.values().sum();
-        let kinds: Vec<String> = self
-            .by_kind
-            .iter()
-            .map(|(k, n)| format!("{k}={n}"))
-            .collect();
+        let kinds: Vec<String> = self.by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
         let dropped: u64 = self.kernel_drops.values().sum::<u64>() + self.decode_errors;
-        let drops: Vec<String> = self
-            .kernel_drops
-            .iter()
-            .map(|((r, k), n)| format!("{r}/{k}={n}"))
-            .collect();
+        let drops: Vec<String> =
+            self.kernel_drops.iter().map(|((r, k), n)| format!("{r}/{k}={n}")).collect();
         format!(
             "{events} events ({}); {} late re-emits; {dropped} dropped ({}{}decode_error={}){}",
             kinds.join(" "),
@@ -62,15 +55,8 @@ impl Stats {
             drops.join(" "),
             if drops.is_empty() { "" } else { " " },
             self.decode_errors,
-            self.cri
-                .as_deref()
-                .map(|c| format!("; {c}"))
-                .unwrap_or_default()
-        ) + &self
-            .exporters
-            .iter()
-            .map(|e| format!("; {e}"))
-            .collect::<String>()
+            self.cri.as_deref().map(|c| format!("; {c}")).unwrap_or_default()
+        ) + &self.exporters.iter().map(|e| format!("; {e}")).collect::<String>()
     }
 }
 
@@ -92,12 +78,7 @@ pub struct Sinks<W: Write> {
 type Flow = Result<(), io::Error>;
 
 impl<W: Write> Sinks<W> {
-    pub fn new(
-        enricher: Option<Enricher>,
-        output: Output<W>,
-        masker: Masker,
-        anomalies: Anomalies,
-    ) -> Self {
+    pub fn new(enricher: Option<Enricher>, output: Output<W>, masker: Masker, anomalies: Anomalies) -> Self {
         let host = crate::cri::ns_inodes(std::process::id());
         Sinks {
             enricher,
@@ -164,9 +145,7 @@ impl<W: Write> Sinks<W> {
 
     /// `late` copies of pending events whose metadata has arrived.
     fn resolve_pending(&mut self) -> Flow {
-        let Some(e) = self.enricher.as_mut() else {
-            return Ok(());
-        };
+        let Some(e) = self.enricher.as_mut() else { return Ok(()) };
         for mut ev in e.resolve_pending() {
             if ev.entry_path == "entrypoint" {
                 ev.entry_path = fallback_entry(&ev);
@@ -186,12 +165,7 @@ impl<W: Write> Sinks<W> {
             tracing::warn!("undecodable record ({len} bytes): {e}");
         }
         let total = self.stats.decode_errors;
-        let report = DropReport {
-            reason: "decode_error",
-            event_kind: "unknown",
-            count: 1,
-            total,
-        };
+        let report = DropReport { reason: "decode_error", event_kind: "unknown", count: 1, total };
         for s in &mut self.exporters {
             s.drops(&report);
         }
@@ -299,24 +273,12 @@ impl<W: Write> Pipeline<W> {
         drop(ring_fd);
         let mut stats = std::mem::take(&mut self.sinks.stats);
         stats.kernel_drops = self.drops.totals();
-        stats.cri = self
-            .sinks
-            .enricher
-            .as_ref()
-            .map(|e| e.cache.stats.summary());
-        stats.exporters = self
-            .sinks
-            .exporters
-            .iter_mut()
-            .filter_map(|s| s.finish())
-            .collect();
+        stats.cri = self.sinks.enricher.as_ref().map(|e| e.cache.stats.summary());
+        stats.exporters = self.sinks.exporters.iter_mut().filter_map(|s| s.finish()).collect();
         if let Some(e) = &self.sinks.enricher
             && e.late_evicted > 0
         {
-            tracing::warn!(
-                "{} pending events were evicted before their metadata arrived",
-                e.late_evicted
-            );
+            tracing::warn!("{} pending events were evicted before their metadata arrived", e.late_evicted);
         }
         Ok(stats)
     }

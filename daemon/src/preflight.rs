@@ -37,9 +37,7 @@ pub fn check_privileges() -> Result<(), PreflightError> {
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
-    Err(PreflightError::NotPrivileged {
-        uid: unsafe { libc::geteuid() },
-    })
+    Err(PreflightError::NotPrivileged { uid: unsafe { libc::geteuid() } })
 }
 
 pub fn check_btf(path: &Path) -> Result<(), PreflightError> {

@@ -11,22 +11,22 @@ use podtrail_common::offsets::ProbeConfig;
 use tokio::sync::mpsc;
 
 use crate::{
-    anomaly::Anomalies,
     cgroupfs::CgroupMounts,
     config::Config,
     cri::{self, MetadataCache},
     drops::DropCounters,
-    enrich::{CreatedCgroups, Enricher},
     freezer_v1::V1FreezerPoller,
     kernel::{btf::Btf, offsets, tracefs},
     loader::{self, LoadOptions},
-    metrics,
     output::{Format, Output},
+    enrich::{CreatedCgroups, Enricher},
     pipeline::{self, Pipeline, Sinks},
     preflight,
+    anomaly::Anomalies,
+    metrics,
     secrets::Masker,
-    sink::EventSink,
     tail::{self, TailSink},
+    sink::EventSink,
 };
 
 pub struct RunOptions {
@@ -48,10 +48,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Before loading: an unusable store path is a start-up error (a corrupt store is moved
     // aside and replaced).
     let timeline = if cfg.timeline.enabled {
-        Some(crate::timeline::TimelineSink::start(
-            &cfg.timeline,
-            output.clock(),
-        )?)
+        Some(crate::timeline::TimelineSink::start(&cfg.timeline, output.clock())?)
     } else {
         None
     };
@@ -65,11 +62,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mounts = CgroupMounts::detect();
     let poller = match (&mounts.freezer_v1, cfg.freezer_v1.enabled) {
         (Some(root), true) => Some(pipeline::spawn_freezer_poller(
-            V1FreezerPoller::new(
-                root.clone(),
-                mounts.unified.clone(),
-                cfg.freezer_v1.max_cgroups,
-            ),
+            V1FreezerPoller::new(root.clone(), mounts.unified.clone(), cfg.freezer_v1.max_cgroups),
             Duration::from_millis(cfg.freezer_v1.poll_interval_ms),
             tx,
             stop_poller.clone(),
@@ -85,18 +78,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         // Like a busy metrics port: the event stream and the other sinks keep running.
         // `tail --since` replays from the timeline this daemon writes (when it writes one).
         let flush = Duration::from_millis(cfg.timeline.flush_interval_ms);
-        let replay = cfg
-            .timeline
-            .enabled
-            .then(|| tail::timeline_replay(cfg.timeline.path.clone(), flush));
+        let replay = cfg.timeline.enabled.then(|| tail::timeline_replay(cfg.timeline.path.clone(), flush));
         match tail::serve(&cfg.tail.socket, &cfg.tail.group, tx, replay) {
             Ok(()) => {
                 exporters.push(Box::new(sink));
                 tail_socket = Some(cfg.tail.socket.clone());
             }
-            Err(e) => {
-                tracing::warn!("tail: {e}; continuing without `podtrail tail` (set --tail-socket)")
-            }
+            Err(e) => tracing::warn!("tail: {e}; continuing without `podtrail tail` (set --tail-socket)"),
         }
     }
     exporters.extend(otlp.map(|s| Box::new(s) as Box<dyn EventSink>));
@@ -111,12 +99,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut pipeline = Pipeline {
         ring,
         drops: DropCounters::new(drops),
-        sinks: Sinks::new(
-            enricher,
-            output,
-            Masker::new(&cfg.secrets),
-            Anomalies::new(cfg.anomalies.clone()),
-        ),
+        sinks: Sinks::new(enricher, output, Masker::new(&cfg.secrets), Anomalies::new(cfg.anomalies.clone())),
         drain_interval: Duration::from_millis(cfg.ringbuf.drain_interval_ms),
     };
     pipeline.sinks.exporters = exporters;
@@ -142,29 +125,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
 /// Everything the loader needs from this kernel: struct offsets from `btf`, tracepoint
 /// layouts from tracefs, and the ring-buffer settings.
-pub fn prepare_load(
-    cfg: &Config,
-    btf_path: &std::path::Path,
-) -> anyhow::Result<(tracefs::Tracefs, LoadOptions)> {
+pub fn prepare_load(cfg: &Config, btf_path: &std::path::Path) -> anyhow::Result<(tracefs::Tracefs, LoadOptions)> {
     preflight::check_btf(btf_path)?;
     let btf = Btf::from_file(btf_path)?;
-    let kernel = offsets::resolve(&btf).with_context(|| {
-        format!(
-            "resolving kernel struct offsets from {}",
-            btf_path.display()
-        )
-    })?;
+    let kernel = offsets::resolve(&btf)
+        .with_context(|| format!("resolving kernel struct offsets from {}", btf_path.display()))?;
     drop(btf);
     let tfs = tracefs::Tracefs::locate()?;
     let tracepoints = tracefs::resolve(&tfs)?;
     let load = LoadOptions {
         kernel,
         tracepoints,
-        probe: ProbeConfig {
-            wakeup_bytes: cfg.ringbuf.wakeup_bytes,
-            cgroup2_hierarchy: 0,
-            _pad: 0,
-        },
+        probe: ProbeConfig { wakeup_bytes: cfg.ringbuf.wakeup_bytes, cgroup2_hierarchy: 0, _pad: 0 },
         ringbuf_bytes: cfg.ringbuf.size_bytes,
     };
     Ok((tfs, load))

@@ -111,52 +111,16 @@ mod tests {
 
     #[test]
     fn flag_values_and_secret_keys_are_masked() {
-        let (v, changed) = masked(&[
-            "mysql",
-            "--password",
-            "hunter2",
-            "--user=root",
-            "--token=abc",
-            "DB_PASSWORD=pw",
-            "-v",
-        ]);
+        let (v, changed) = masked(&["mysql", "--password", "hunter2", "--user=root", "--token=abc", "DB_PASSWORD=pw", "-v"]);
         assert!(changed);
-        assert_eq!(
-            v,
-            [
-                "mysql",
-                "--password",
-                "***",
-                "--user=root",
-                "--token=***",
-                "DB_PASSWORD=***",
-                "-v"
-            ]
-        );
+        assert_eq!(v, ["mysql", "--password", "***", "--user=root", "--token=***", "DB_PASSWORD=***", "-v"]);
     }
 
     #[test]
     fn ordinary_arguments_are_left_alone() {
-        let (v, changed) = masked(&[
-            "mkdir",
-            "-p",
-            "/tmp/x",
-            "PATH=/bin",
-            "--passwordless",
-            "--token",
-        ]);
+        let (v, changed) = masked(&["mkdir", "-p", "/tmp/x", "PATH=/bin", "--passwordless", "--token"]);
         assert!(!changed);
-        assert_eq!(
-            v,
-            [
-                "mkdir",
-                "-p",
-                "/tmp/x",
-                "PATH=/bin",
-                "--passwordless",
-                "--token"
-            ]
-        );
+        assert_eq!(v, ["mkdir", "-p", "/tmp/x", "PATH=/bin", "--passwordless", "--token"]);
         // A flag followed by another flag has no value to mask.
         let (v, _) = masked(&["app", "--password", "--verbose"]);
         assert_eq!(v, ["app", "--password", "--verbose"]);

@@ -4,10 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     cri::ContainerMeta,
-    event::{
-        ContainerExit, Detail, Event, ExecDetail, ExitDetail, Metadata, NsChangeDetail, NsInodes,
-        Process,
-    },
+    event::{ContainerExit, Detail, Event, ExecDetail, ExitDetail, Metadata, NsChangeDetail, NsInodes, Process},
 };
 
 /// A container `name` of pod default/web (uid "u1"), init pid `pid`.
@@ -44,21 +41,11 @@ pub fn event(seq: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, detail: Detail
         ts_boot_ns: seq,
         kind,
         source: "kernel",
-        process: Process {
-            pid: tgid,
-            tgid,
-            ppid: 1,
-            comm: "x".into(),
-            ..Default::default()
-        },
+        process: Process { pid: tgid, tgid, ppid: 1, comm: "x".into(), ..Default::default() },
         cgroup_id: 7,
         ns: NsInodes::default(),
         metadata: match m {
-            Some(c) => Metadata {
-                state: "complete",
-                container: Some(c.clone()),
-                late_of: None,
-            },
+            Some(c) => Metadata { state: "complete", container: Some(c.clone()), late_of: None },
             None => Metadata::host(),
         },
         entry_path: if m.is_some() { "entrypoint" } else { "host" },

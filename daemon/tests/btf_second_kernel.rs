@@ -33,28 +33,12 @@ fn btf_6_1() -> Option<&'static PathBuf> {
             return None;
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-kernel-btf.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("run fetch-kernel-btf.sh");
+        let out = Command::new("bash").arg(&script).output().expect("run fetch-kernel-btf.sh");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{} failed: {stderr}",
-            script.display()
-        );
+        assert!(out.status.success(), "{} failed: {stderr}", script.display());
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let path = PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("script printed no path")
-                .trim(),
-        );
-        assert!(
-            path.is_file(),
-            "script printed {path:?}, which is not a file; stderr: {stderr}"
-        );
+        let path = PathBuf::from(stdout.lines().last().expect("script printed no path").trim());
+        assert!(path.is_file(), "script printed {path:?}, which is not a file; stderr: {stderr}");
         Some(path)
     })
     .as_ref()
@@ -77,10 +61,7 @@ struct Pahole {
 
 impl Pahole {
     fn new(file: &Path) -> Self {
-        Pahole {
-            file: file.to_path_buf(),
-            ..Default::default()
-        }
+        Pahole { file: file.to_path_buf(), ..Default::default() }
     }
 
     /// Asks pahole for several types at once and parses its C-like output.
@@ -107,10 +88,7 @@ impl Pahole {
                 continue;
             }
             let Some(name) = current.clone() else {
-                if let Some(n) = line
-                    .strip_prefix("struct ")
-                    .and_then(|l| l.strip_suffix(" {"))
-                {
+                if let Some(n) = line.strip_prefix("struct ").and_then(|l| l.strip_suffix(" {")) {
                     current = Some(n.to_string());
                     stack = vec![Vec::new()];
                     size = None;
@@ -170,14 +148,8 @@ impl Pahole {
 
     /// Independent value for a name from `offsets::named`.
     fn expected(&mut self, field: &str) -> u32 {
-        if let Some(s) = field
-            .strip_prefix("sizeof(")
-            .and_then(|s| s.strip_suffix(')'))
-        {
-            return self
-                .layout(s)
-                .size
-                .unwrap_or_else(|| panic!("pahole printed no size for {s}"));
+        if let Some(s) = field.strip_prefix("sizeof(").and_then(|s| s.strip_suffix(')')) {
+            return self.layout(s).size.unwrap_or_else(|| panic!("pahole printed no size for {s}"));
         }
         let Some((strukt, path)) = field.split_once('.') else {
             let v = self.enumerators.get(field);
@@ -188,19 +160,11 @@ impl Pahole {
         let (mut ty, mut total) = (strukt.to_string(), 0);
         for part in path.split('.') {
             let (off, member_ty) =
-                self.layout(&ty)
-                    .members
-                    .get(part)
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        panic!("pahole: {ty} has no member {part} (looking up {field})")
-                    });
+                self.layout(&ty).members.get(part).cloned().unwrap_or_else(|| {
+                    panic!("pahole: {ty} has no member {part} (looking up {field})")
+                });
             total += off;
-            ty = member_ty
-                .strip_prefix("struct ")
-                .unwrap_or(&member_ty)
-                .trim()
-                .to_string();
+            ty = member_ty.strip_prefix("struct ").unwrap_or(&member_ty).trim().to_string();
         }
         total
     }
@@ -210,20 +174,11 @@ impl Pahole {
 /// bitfields and function pointers well enough to name the member.
 fn split_decl(decl: &str) -> (String, String) {
     if let Some((ty, rest)) = decl.split_once("(*") {
-        return (
-            format!("{ty}(*)"),
-            rest.split(')').next().unwrap_or("").trim().to_string(),
-        );
+        return (format!("{ty}(*)"), rest.split(')').next().unwrap_or("").trim().to_string());
     }
     let decl = decl.trim();
-    let cut = decl
-        .rfind(|c: char| c.is_whitespace() || c == '*')
-        .map_or(0, |i| i + 1);
-    let name = decl[cut..]
-        .split(['[', ':'])
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let cut = decl.rfind(|c: char| c.is_whitespace() || c == '*').map_or(0, |i| i + 1);
+    let name = decl[cut..].split(['[', ':']).next().unwrap_or("").to_string();
     (decl[..cut].trim().to_string(), name)
 }
 
@@ -238,9 +193,7 @@ fn check_against_pahole(file: &Path, label: &str) -> Vec<(&'static str, u32)> {
     let mut wanted: Vec<&str> = named
         .iter()
         .filter_map(|(n, _)| {
-            n.split_once('.')
-                .map(|(s, _)| s)
-                .or_else(|| n.strip_prefix("sizeof("))
+            n.split_once('.').map(|(s, _)| s).or_else(|| n.strip_prefix("sizeof("))
         })
         .map(|s| s.trim_end_matches(')'))
         .chain(ENUMS.iter().map(|(_, e)| *e))

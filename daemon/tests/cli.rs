@@ -7,23 +7,13 @@ use std::process::{Command, Output};
 use common::*;
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run podtrail")
+    Command::new(BIN).args(args).env("RUST_BACKTRACE", "1").output().expect("run podtrail")
 }
 
 fn assert_clean_failure(out: &Output, must_contain: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success: {stderr}"
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
-        "panic: {stderr}"
-    );
+    assert!(!out.status.success(), "expected failure, got success: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("stack backtrace"), "panic: {stderr}");
     for s in must_contain {
         assert!(stderr.contains(s), "stderr lacks {s:?}: {stderr}");
     }
@@ -66,10 +56,7 @@ fn missing_btf_is_explained() {
     if !root_or_skip("missing_btf_is_explained") {
         return;
     }
-    assert_clean_failure(
-        &run(&["run", "--btf", "/nonexistent/vmlinux"]),
-        &["BTF", "/nonexistent/vmlinux", "CONFIG_DEBUG_INFO_BTF"],
-    );
+    assert_clean_failure(&run(&["run", "--btf", "/nonexistent/vmlinux"]), &["BTF", "/nonexistent/vmlinux", "CONFIG_DEBUG_INFO_BTF"]);
 }
 
 #[test]
@@ -91,14 +78,7 @@ fn unprivileged_user_is_told_what_is_needed() {
     }
     // Drop to nobody with no capabilities, as an operator forgetting sudo would be.
     let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-            "run",
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", BIN, "run"])
         .output()
         .expect("setpriv (util-linux)");
     assert_clean_failure(&out, &["needs root", "CAP_BPF", "uid 65534"]);

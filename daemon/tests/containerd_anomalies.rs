@@ -15,10 +15,7 @@ fn anomaly<'a>(rule: &'a str) -> impl Fn(&Value) -> bool + 'a {
 }
 
 fn own_comm() -> String {
-    std::fs::read_to_string("/proc/self/comm")
-        .unwrap()
-        .trim()
-        .to_string()
+    std::fs::read_to_string("/proc/self/comm").unwrap().trim().to_string()
 }
 
 #[test]
@@ -36,36 +33,19 @@ fn entering_a_container_and_a_shell_in_a_distroless_image() {
         let mut c = client(&env.socket).await;
         let sandbox = run_sandbox(&mut c, "shop", &uid).await;
         let mut cc = busybox("api", 0, &[]);
-        cc.image = Some(ImageSpec {
-            image: "podtrail.local/distroless:1".into(),
-            ..Default::default()
-        });
+        cc.image = Some(ImageSpec { image: "podtrail.local/distroless:1".into(), ..Default::default() });
         let cid = start_container(&mut c, &sandbox, "shop", &uid, cc).await;
         let pid = container_pid(&mut c, &cid).await;
         (sandbox, cid, pid)
     });
-    d.wait_for("distroless entrypoint", 15, |v| {
-        is_kind(v, "exec") && tgid(v) == pid as u64 && v["exec"]["args"][1] == "sleep"
-    });
-    assert!(
-        d.all(anomaly("shell_in_container")).is_empty(),
-        "its own entrypoint is not an anomaly"
-    );
+    d.wait_for("distroless entrypoint", 15, |v| is_kind(v, "exec") && tgid(v) == pid as u64 && v["exec"]["args"][1] == "sleep");
+    assert!(d.all(anomaly("shell_in_container")).is_empty(), "its own entrypoint is not an anomaly");
 
     // kubectl exec -- /busybox sh -c ...: a shell in an image that has none on its paths.
     rt.block_on(async {
         let mut c = client(&env.socket).await;
-        let cmd = ["/busybox", "sh", "-c", "/busybox true"]
-            .map(String::from)
-            .to_vec();
-        let r = c
-            .exec_sync(ExecSyncRequest {
-                container_id: cid.clone(),
-                cmd,
-                timeout: 10,
-            })
-            .await
-            .expect("ExecSync");
+        let cmd = ["/busybox", "sh", "-c", "/busybox true"].map(String::from).to_vec();
+        let r = c.exec_sync(ExecSyncRequest { container_id: cid.clone(), cmd, timeout: 10 }).await.expect("ExecSync");
         assert_eq!(r.into_inner().exit_code, 0);
     });
     let shell = d.wait_for("shell anomaly", 15, anomaly("shell_in_container"));
@@ -73,63 +53,33 @@ fn entering_a_container_and_a_shell_in_a_distroless_image() {
     assert_eq!(shell["metadata"]["container"], "api", "{shell}");
     assert_eq!(shell["metadata"]["image"], "podtrail.local/distroless:1");
     let summary = shell["anomaly"]["summary"].as_str().unwrap();
-    assert!(
-        summary.starts_with("sh ran in podtrail/shop/api"),
-        "{summary}"
-    );
+    assert!(summary.starts_with("sh ran in podtrail/shop/api"), "{summary}");
     assert!(summary.contains("[runtime_exec]"), "{summary}");
-    let related = d.wait_for("the exec it points at", 5, |v| {
-        v["seq"] == shell["anomaly"]["related_seq"]
-    });
+    let related = d.wait_for("the exec it points at", 5, |v| v["seq"] == shell["anomaly"]["related_seq"]);
     assert_eq!(related["exec"]["args"][1], "sh");
     // The same ExecSync also entered the container: a runtime exec.
-    let entered = d.wait_for("runtime exec entry", 15, |v| {
-        anomaly("container_entered")(v)
-            && v["anomaly"]["summary"]
-                .as_str()
-                .unwrap()
-                .contains("runtime exec")
-    });
+    let entered = d.wait_for("runtime exec entry", 15, |v| anomaly("container_entered")(v) && v["anomaly"]["summary"].as_str().unwrap().contains("runtime exec"));
     assert_eq!(entered["metadata"]["container"], "api", "{entered}");
 
     // nsenter from the host: who, into what, from which parent.
     // -i: the pod has its own IPC namespace (a host-network pod shares the host UTS one).
-    let mut ns = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-m", "-i", "/busybox", "true"])
-        .spawn()
-        .unwrap();
+    let mut ns = Command::new("nsenter").args(["-t", &pid.to_string(), "-m", "-i", "/busybox", "true"]).spawn().unwrap();
     let npid = ns.id();
     assert!(ns.wait().unwrap().success());
-    let entry = d.wait_for("nsenter entry", 15, |v| {
-        anomaly("container_entered")(v) && tgid(v) == npid as u64
-    });
+    let entry = d.wait_for("nsenter entry", 15, |v| anomaly("container_entered")(v) && tgid(v) == npid as u64);
     assert_eq!(entry["metadata"]["container"], "api", "{entry}");
     assert_eq!(entry["process"]["comm"], "nsenter");
     let summary = entry["anomaly"]["summary"].as_str().unwrap();
     assert!(summary.contains(&format!("nsenter(pid {npid}, uid 0) entered mnt+ipc of podtrail/shop/api via nsenter from the host")), "{summary}");
     // The test process started nsenter: its parent chain comes from /proc.
-    assert!(
-        summary.contains(&format!("parents: {}(", own_comm())),
-        "{summary}"
-    );
-    assert_eq!(
-        d.all(|v| anomaly("container_entered")(v) && tgid(v) == npid as u64)
-            .len(),
-        1,
-        "one anomaly per session, not per setns"
-    );
+    assert!(summary.contains(&format!("parents: {}(", own_comm())), "{summary}");
+    assert_eq!(d.all(|v| anomaly("container_entered")(v) && tgid(v) == npid as u64).len(), 1, "one anomaly per session, not per setns");
     // The tail client showed the same anomalies, and nothing else.
     for a in [&shell, &entered, &entry] {
         let seen = tail.wait_for("the anomaly through tail", |v| v["seq"] == a["seq"]);
         assert_eq!(&seen, a);
     }
-    assert!(
-        tail.all()
-            .iter()
-            .all(|v| is_kind(v, "anomaly") && v["metadata"]["pod"] == "shop"),
-        "{:?}",
-        tail.all()
-    );
+    assert!(tail.all().iter().all(|v| is_kind(v, "anomaly") && v["metadata"]["pod"] == "shop"), "{:?}", tail.all());
 
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
@@ -155,19 +105,10 @@ fn created_never_started_and_missing_entrypoint() {
     // the exec FIFO until `runc start`, which never comes here.
     let bundle = RuncBundle::create(&format!("limbo-{}", std::process::id()));
     let stuck = d.wait_for("runc init stuck", 20, anomaly("runc_init_stuck"));
-    assert!(
-        stuck["process"]["comm"]
-            .as_str()
-            .unwrap()
-            .starts_with("runc:[2:INIT]"),
-        "{stuck}"
-    );
+    assert!(stuck["process"]["comm"].as_str().unwrap().starts_with("runc:[2:INIT]"), "{stuck}");
     assert_eq!(stuck["process"]["tgid"], bundle.init_pid(), "{stuck}");
     let summary = stuck["anomaly"]["summary"].as_str().unwrap();
-    assert!(
-        summary.contains("without exec'ing the entrypoint"),
-        "{summary}"
-    );
+    assert!(summary.contains("without exec'ing the entrypoint"), "{summary}");
     assert_eq!(d.all(anomaly("runc_init_stuck")).len(), 1, "reported once");
     drop(bundle);
 
@@ -176,33 +117,21 @@ fn created_never_started_and_missing_entrypoint() {
         let mut c = client(&env.socket).await;
         let cc = busybox("broken", 0, &["/no/such/binary"]);
         let cid = c
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(cc),
-                sandbox_config: Some(sandbox_config("limbo", &uid)),
-            })
+            .create_container(CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(cc), sandbox_config: Some(sandbox_config("limbo", &uid)) })
             .await
             .expect("CreateContainer")
             .into_inner()
             .container_id;
-        c.start_container(StartContainerRequest { container_id: cid })
-            .await
-            .err()
+        c.start_container(StartContainerRequest { container_id: cid }).await.err()
     });
     let err = failed_start.expect("StartContainer of a missing binary must fail");
-    eprintln!(
-        "StartContainer error, as the kubelet sees it: {}",
-        err.message()
-    );
+    eprintln!("StartContainer error, as the kubelet sees it: {}", err.message());
     let failed = d.wait_for("entrypoint failed", 20, anomaly("entrypoint_failed"));
     assert_eq!(failed["anomaly"]["severity"], "critical");
     let summary = failed["anomaly"]["summary"].as_str().unwrap();
     assert!(summary.contains("entrypoint of"), "{summary}");
     for a in [&stuck, &failed] {
-        assert_eq!(
-            &tail.wait_for("the anomaly through tail", |v| v["seq"] == a["seq"]),
-            a
-        );
+        assert_eq!(&tail.wait_for("the anomaly through tail", |v| v["seq"] == a["seq"]), a);
     }
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
@@ -223,33 +152,17 @@ impl RuncBundle {
         for sub in ["bin", "proc", "sys", "dev", "tmp"] {
             std::fs::create_dir_all(rootfs.join(sub)).unwrap();
         }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-            .expect("busybox-static (installed by the env script)");
-        let ok = Command::new("runc")
-            .arg("spec")
-            .current_dir(&dir)
-            .status()
-            .unwrap();
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static (installed by the env script)");
+        let ok = Command::new("runc").arg("spec").current_dir(&dir).status().unwrap();
         assert!(ok.success(), "runc spec");
         let path = dir.join("config.json");
-        let mut spec: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         spec["process"]["terminal"] = Value::Bool(false);
         spec["process"]["args"] = serde_json::json!(["/bin/busybox", "sleep", "60"]);
         spec["linux"]["cgroupsPath"] = Value::String(format!("/podtrail-test/{id}"));
         std::fs::write(&path, serde_json::to_string(&spec).unwrap()).unwrap();
-        let b = RuncBundle {
-            dir,
-            id: id.to_string(),
-        };
-        let ok = b.runc(&[
-            "create",
-            "--bundle",
-            b.dir.to_str().unwrap(),
-            "--pid-file",
-            b.dir.join("pid").to_str().unwrap(),
-            id,
-        ]);
+        let b = RuncBundle { dir, id: id.to_string() };
+        let ok = b.runc(&["create", "--bundle", b.dir.to_str().unwrap(), "--pid-file", b.dir.join("pid").to_str().unwrap(), id]);
         let log = std::fs::read_to_string(b.dir.join("runc.log")).unwrap_or_default();
         assert!(ok, "runc create: {log}");
         b
@@ -271,11 +184,7 @@ impl RuncBundle {
     }
 
     fn init_pid(&self) -> u64 {
-        std::fs::read_to_string(self.dir.join("pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        std::fs::read_to_string(self.dir.join("pid")).unwrap().trim().parse().unwrap()
     }
 }
 

@@ -17,19 +17,10 @@ use common::*;
 
 /// `CRI: <calls> calls, <errors> errors, <timeouts> timeouts, ...` from the stop summary.
 fn cri_counter(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("podtrail stopped"))
-        .expect("stop summary");
-    let cri = line
-        .split("CRI: ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no CRI counters in {line}"));
+    let line = stderr.lines().find(|l| l.contains("podtrail stopped")).expect("stop summary");
+    let cri = line.split("CRI: ").nth(1).unwrap_or_else(|| panic!("no CRI counters in {line}"));
     cri.split(", ")
-        .find_map(|part| {
-            part.strip_suffix(&format!(" {name}"))
-                .and_then(|n| n.trim().parse().ok())
-        })
+        .find_map(|part| part.strip_suffix(&format!(" {name}")).and_then(|n| n.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {name} counter in {cri}"))
 }
 
@@ -37,9 +28,7 @@ fn host_exec_seen(d: &Daemon) {
     let mut child = Command::new("/bin/true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
-    let ev = d.wait_for("host exec while CRI is down", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == pid as u64
-    });
+    let ev = d.wait_for("host exec while CRI is down", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
     assert_eq!(ev["metadata"]["state"], "host", "{ev}");
 }
 
@@ -55,18 +44,9 @@ fn absent_cri_socket_warns_once_and_streams() {
     std::thread::sleep(Duration::from_millis(2500));
     host_exec_seen(&d);
     let stderr = d.stop();
-    let warnings = stderr
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains(&sock))
-        .count();
-    assert_eq!(
-        warnings, 1,
-        "one warning naming the socket, not one per retry:\n{stderr}"
-    );
-    assert!(
-        cri_counter(&stderr, "errors") >= 2,
-        "failed connects are counted: {stderr}"
-    );
+    let warnings = stderr.lines().filter(|l| l.contains("WARN") && l.contains(&sock)).count();
+    assert_eq!(warnings, 1, "one warning naming the socket, not one per retry:\n{stderr}");
+    assert!(cri_counter(&stderr, "errors") >= 2, "failed connects are counted: {stderr}");
     assert_eq!(cri_counter(&stderr, "connects"), 0);
 }
 
@@ -104,12 +84,6 @@ fn hung_cri_socket_times_out_and_is_counted() {
     let _ = std::fs::remove_file(&sock);
     assert!(accepted >= 1, "the daemon never connected");
     assert!(stderr.contains("timed out"), "a timeout warning: {stderr}");
-    assert!(
-        stderr.contains(&sock),
-        "the warning names the socket: {stderr}"
-    );
-    assert!(
-        cri_counter(&stderr, "timeouts") >= 2,
-        "timeouts are counted and retried: {stderr}"
-    );
+    assert!(stderr.contains(&sock), "the warning names the socket: {stderr}");
+    assert!(cri_counter(&stderr, "timeouts") >= 2, "timeouts are counted and retried: {stderr}");
 }

@@ -44,27 +44,11 @@ fn dashboards_are_provisionable_grafana_json() {
         }
     }
     for (file, needles) in [
-        (
-            "provisioning/dashboards.yaml",
-            [
-                "apiVersion: 1",
-                "type: file",
-                "path: /var/lib/grafana/dashboards/podtrail",
-            ],
-        ),
-        (
-            "provisioning/datasources.yaml",
-            ["apiVersion: 1", "type: prometheus", "url: "],
-        ),
+        ("provisioning/dashboards.yaml", ["apiVersion: 1", "type: file", "path: /var/lib/grafana/dashboards/podtrail"]),
+        ("provisioning/datasources.yaml", ["apiVersion: 1", "type: prometheus", "url: "]),
     ] {
-        let text = std::fs::read_to_string(format!("{DIR}/{file}"))
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        bad.extend(
-            needles
-                .iter()
-                .filter(|n| !text.contains(**n))
-                .map(|n| format!("{file}: no {n:?}")),
-        );
+        let text = std::fs::read_to_string(format!("{DIR}/{file}")).unwrap_or_else(|e| panic!("{file}: {e}"));
+        bad.extend(needles.iter().filter(|n| !text.contains(**n)).map(|n| format!("{file}: no {n:?}")));
     }
     assert!(bad.is_empty(), "dashboard problems:\n{}", bad.join("\n"));
 }
@@ -74,21 +58,12 @@ fn dashboards_are_provisionable_grafana_json() {
 fn has_data(prom: &Prometheus, promql: &str) -> Result<usize, String> {
     let data = prom.try_query(promql)?;
     let result = data["result"].as_array().cloned().unwrap_or_default();
-    let value = |s: &Value| {
-        s["value"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v != 0.0)
-    };
+    let value = |s: &Value| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v != 0.0);
     match data["resultType"].as_str() {
         Some("vector") if result.is_empty() => Err("empty result".into()),
-        Some("vector") if !result.iter().any(|s| value(s).is_some()) => {
-            Err(format!("only zero or NaN values: {result:?}"))
-        }
+        Some("vector") if !result.iter().any(|s| value(s).is_some()) => Err(format!("only zero or NaN values: {result:?}")),
         Some("vector") => Ok(result.len()),
-        other => Err(format!(
-            "result type {other:?}, not an instant vector: {data}"
-        )),
+        other => Err(format!("result type {other:?}, not an instant vector: {data}")),
     }
 }
 
@@ -113,16 +88,8 @@ fn every_dashboard_query_returns_data_after_a_container_workload() {
             checks.push((e.place, substitute(&e.expr, &VALUES).unwrap()));
         }
         for lv in d.label_values() {
-            let value = VALUES
-                .iter()
-                .find(|(n, _)| *n == lv.name)
-                .map(|(_, v)| *v)
-                .unwrap_or(".+");
-            let sel = with_matcher(
-                &substitute(&lv.selector, &VALUES).unwrap(),
-                &lv.label,
-                value,
-            );
+            let value = VALUES.iter().find(|(n, _)| *n == lv.name).map(|(_, v)| *v).unwrap_or(".+");
+            let sel = with_matcher(&substitute(&lv.selector, &VALUES).unwrap(), &lv.label, value);
             checks.push((lv.place, format!("count by ({}) ({sel})", lv.label)));
         }
     }
@@ -132,14 +99,7 @@ fn every_dashboard_query_returns_data_after_a_container_workload() {
     // A second, unhealthy node: no runtime to ask (CRI errors) and a 4 KiB ring drained
     // every 1.5 s (drops), so that the node overview's error panels have data too.
     let no_cri = format!("/tmp/podtrail-dash-no-cri-{}.sock", std::process::id());
-    let sick = Daemon::start(&[
-        "--cri-endpoint",
-        &no_cri,
-        "--ringbuf-size",
-        "4096",
-        "--drain-interval-ms",
-        "1500",
-    ]);
+    let sick = Daemon::start(&["--cri-endpoint", &no_cri, "--ringbuf-size", "4096", "--drain-interval-ms", "1500"]);
     let prom = Prometheus::start_many(&[&d.metrics_addr(), &sick.metrics_addr()]);
     prom.wait_value(r#"count(up{job="podtrail"} == 1)"#, |v| v == 2.0);
     for _ in 0..60 {
@@ -177,9 +137,5 @@ fn every_dashboard_query_returns_data_after_a_container_workload() {
         failures.join("\n"),
         prom.log_tail()
     );
-    eprintln!(
-        "{} dashboard queries in {} dashboards returned data",
-        checks.len(),
-        dashboards.len()
-    );
+    eprintln!("{} dashboard queries in {} dashboards returned data", checks.len(), dashboards.len());
 }

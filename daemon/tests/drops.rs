@@ -21,14 +21,9 @@ fn overflow_is_counted_and_reported() {
         c.wait().unwrap();
     }
     std::thread::sleep(std::time::Duration::from_millis(2500)); // one drop report cycle
-    let seen_execs = d
-        .all(|v| is_kind(v, "exec") && pids.contains(&tgid(v)))
-        .len();
+    let seen_execs = d.all(|v| is_kind(v, "exec") && pids.contains(&tgid(v))).len();
     let (stderr, drops) = d.stop_with_drops();
-    assert!(
-        !drops.is_empty(),
-        "a 4 KiB ring cannot hold {N} execs, yet no drops were reported"
-    );
+    assert!(!drops.is_empty(), "a 4 KiB ring cannot hold {N} execs, yet no drops were reported");
     let mut exec_total = 0;
     let mut all_total = 0u64;
     for dr in &drops {
@@ -43,24 +38,13 @@ fn overflow_is_counted_and_reported() {
     let mut by_kind = std::collections::BTreeMap::new();
     for dr in &drops {
         let total = dr["drops"]["total"].as_u64().unwrap();
-        let e = by_kind
-            .entry(dr["drops"]["event_kind"].as_str().unwrap().to_string())
-            .or_insert(0);
+        let e = by_kind.entry(dr["drops"]["event_kind"].as_str().unwrap().to_string()).or_insert(0);
         *e = total.max(*e);
     }
     all_total += by_kind.values().sum::<u64>();
     // Every storm exec either arrived or was counted (other processes may add to the count).
-    assert!(
-        seen_execs as u64 + exec_total >= N as u64,
-        "seen {seen_execs} + dropped {exec_total} < {N}"
-    );
+    assert!(seen_execs as u64 + exec_total >= N as u64, "seen {seen_execs} + dropped {exec_total} < {N}");
     // The stop summary states the same total as the drop lines.
-    let summary = stderr
-        .lines()
-        .find(|l| l.contains("podtrail stopped"))
-        .unwrap();
-    assert!(
-        summary.contains(&format!("{all_total} dropped")),
-        "summary {summary:?} vs drop lines total {all_total}"
-    );
+    let summary = stderr.lines().find(|l| l.contains("podtrail stopped")).unwrap();
+    assert!(summary.contains(&format!("{all_total} dropped")), "summary {summary:?} vs drop lines total {all_total}");
 }

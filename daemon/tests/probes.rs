@@ -22,11 +22,7 @@ fn assert_child_header(v: &Value, pid: u32) {
     assert_eq!(p["ppid"], std::process::id(), "ppid in {v}");
     assert_eq!(p["uid"], 0, "uid in {v}");
     assert_eq!(p["gid"], 0, "gid in {v}");
-    assert_eq!(
-        v["cgroup_id"],
-        inode(&cgroup2_dir(std::process::id())),
-        "cgroup_id in {v}"
-    );
+    assert_eq!(v["cgroup_id"], inode(&cgroup2_dir(std::process::id())), "cgroup_id in {v}");
     for ns in ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"] {
         assert_eq!(v["ns"][ns], our_ns(ns), "ns.{ns} in {v}");
     }
@@ -40,24 +36,15 @@ fn exec_with_args() {
         return;
     }
     let d = Daemon::start(&[]);
-    let child = Command::new("/bin/echo")
-        .args(["podtrail-exec", "a b", "c"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Command::new("/bin/echo").args(["podtrail-exec", "a b", "c"]).stdout(Stdio::null()).spawn().unwrap();
     let pid = child.id();
     let _guard = Reaped(child);
-    let ev = d.wait_for("exec of /bin/echo", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == pid as u64
-    });
+    let ev = d.wait_for("exec of /bin/echo", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
     assert_child_header(&ev, pid);
     assert_eq!(ev["process"]["comm"], "echo");
     let e = &ev["exec"];
     assert_eq!(e["filename"], "/bin/echo");
-    assert_eq!(
-        e["args"],
-        serde_json::json!(["/bin/echo", "podtrail-exec", "a b", "c"])
-    );
+    assert_eq!(e["args"], serde_json::json!(["/bin/echo", "podtrail-exec", "a b", "c"]));
     assert_eq!(e["args_truncated"], false);
     assert_eq!(e["errno"], 0);
     assert_eq!(e["error"], Value::Null);
@@ -75,36 +62,17 @@ fn secret_arguments_are_masked() {
     let d = Daemon::start(&[]);
     let secret = format!("hunter2-{}", std::process::id());
     let child = Command::new("/bin/echo")
-        .args([
-            "--password",
-            &secret,
-            &format!("DB_TOKEN={secret}"),
-            "--user=app",
-        ])
+        .args(["--password", &secret, &format!("DB_TOKEN={secret}"), "--user=app"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id();
     let _guard = Reaped(child);
-    let ev = d.wait_for("exec with secrets", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == pid as u64
-    });
-    assert_eq!(
-        ev["exec"]["args"],
-        serde_json::json!([
-            "/bin/echo",
-            "--password",
-            "***",
-            "DB_TOKEN=***",
-            "--user=app"
-        ])
-    );
+    let ev = d.wait_for("exec with secrets", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
+    assert_eq!(ev["exec"]["args"], serde_json::json!(["/bin/echo", "--password", "***", "DB_TOKEN=***", "--user=app"]));
     assert_eq!(ev["exec"]["args_masked"], true);
     let leaks = d.all(|v| v.to_string().contains(&secret));
-    assert!(
-        leaks.is_empty(),
-        "the secret appears in the output: {leaks:?}"
-    );
+    assert!(leaks.is_empty(), "the secret appears in the output: {leaks:?}");
     d.stop();
 }
 
@@ -115,15 +83,10 @@ fn exec_args_truncation_is_flagged() {
     }
     let d = Daemon::start(&[]);
     let long = "x".repeat(300);
-    let child = Command::new("/bin/true")
-        .args([&long, &long])
-        .spawn()
-        .unwrap();
+    let child = Command::new("/bin/true").args([&long, &long]).spawn().unwrap();
     let pid = child.id();
     let _guard = Reaped(child);
-    let ev = d.wait_for("exec with long args", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == pid as u64
-    });
+    let ev = d.wait_for("exec with long args", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
     let e = &ev["exec"];
     assert_eq!(e["args_truncated"], true, "{ev}");
     let args = e["args"].as_array().unwrap();
@@ -143,20 +106,14 @@ fn failed_exec_reports_errno_and_path() {
     let path = format!("/nonexistent/podtrail-missing-{}", std::process::id());
     let err = Command::new(&path).spawn().expect_err("exec must fail");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
-    let ev = d.wait_for("exec_failed", 10, |v| {
-        is_kind(v, "exec_failed") && v["exec"]["filename"] == path.as_str()
-    });
+    let ev = d.wait_for("exec_failed", 10, |v| is_kind(v, "exec_failed") && v["exec"]["filename"] == path.as_str());
     assert_eq!(ev["exec"]["errno"], 2);
     assert_eq!(ev["exec"]["error"], "ENOENT");
     assert_eq!(ev["process"]["ppid"], std::process::id(), "{ev}");
     // A directory is not executable: EACCES.
-    let err = Command::new("/tmp")
-        .spawn()
-        .expect_err("exec of a dir must fail");
+    let err = Command::new("/tmp").spawn().expect_err("exec of a dir must fail");
     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
-    let ev = d.wait_for("EACCES", 10, |v| {
-        is_kind(v, "exec_failed") && v["exec"]["filename"] == "/tmp"
-    });
+    let ev = d.wait_for("EACCES", 10, |v| is_kind(v, "exec_failed") && v["exec"]["filename"] == "/tmp");
     assert_eq!(ev["exec"]["error"], "EACCES");
     d.stop();
 }
@@ -167,9 +124,7 @@ fn clone_with_namespace_flags() {
         return;
     }
     let d = Daemon::start(&[]);
-    const FLAGS: libc::c_long =
-        (libc::CLONE_NEWUTS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::SIGCHLD)
-            as libc::c_long;
+    const FLAGS: libc::c_long = (libc::CLONE_NEWUTS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::SIGCHLD) as libc::c_long;
     // SAFETY: raw clone without CLONE_VM behaves like fork; the child only calls _exit.
     let pid = unsafe { libc::syscall(libc::SYS_clone, FLAGS, 0, 0, 0, 0) };
     if pid == 0 {
@@ -180,22 +135,15 @@ fn clone_with_namespace_flags() {
     let mut status = 0;
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-    let ev = d.wait_for("fork with CLONE_NEW*", 10, |v| {
-        is_kind(v, "fork") && v["fork"]["child_pid"] == pid
-    });
+    let ev = d.wait_for("fork with CLONE_NEW*", 10, |v| is_kind(v, "fork") && v["fork"]["child_pid"] == pid);
     assert_eq!(tgid(&ev), std::process::id() as u64);
     let f = &ev["fork"];
     assert_eq!(f["clone_flags"], FLAGS as u64, "{ev}");
-    assert_eq!(
-        f["new_namespaces"],
-        serde_json::json!(["uts", "ipc", "net"])
-    );
+    assert_eq!(f["new_namespaces"], serde_json::json!(["uts", "ipc", "net"]));
     assert_eq!(f["thread"], false);
     assert_eq!(f["child_tgid"], pid);
     // The child's exit shows it really lived in new namespaces.
-    let exit = d.wait_for("child exit", 10, |v| {
-        is_kind(v, "exit") && tgid(v) == pid as u64
-    });
+    let exit = d.wait_for("child exit", 10, |v| is_kind(v, "exit") && tgid(v) == pid as u64);
     assert_ne!(exit["ns"]["net"], our_ns("net"));
     assert_ne!(exit["ns"]["uts"], our_ns("uts"));
     assert_eq!(exit["ns"]["mnt"], our_ns("mnt"));
@@ -205,12 +153,8 @@ fn clone_with_namespace_flags() {
     let child = Command::new("/bin/true").spawn().unwrap();
     let cpid = child.id();
     let _guard = Reaped(child);
-    let ev = d.wait_for("clone3 fork", 10, |v| {
-        is_kind(v, "fork") && v["fork"]["child_pid"] == cpid
-    });
-    let flags = ev["fork"]["clone_flags"]
-        .as_u64()
-        .expect("clone flags known");
+    let ev = d.wait_for("clone3 fork", 10, |v| is_kind(v, "fork") && v["fork"]["child_pid"] == cpid);
+    let flags = ev["fork"]["clone_flags"].as_u64().expect("clone flags known");
     assert_ne!(flags & libc::CLONE_VFORK as u64, 0, "{ev}");
     d.stop();
 }
@@ -223,14 +167,10 @@ fn threads_are_marked() {
     let d = Daemon::start(&[]);
     let t = std::thread::spawn(|| unsafe { libc::gettid() });
     let tid = t.join().unwrap();
-    let ev = d.wait_for("thread clone", 10, |v| {
-        is_kind(v, "fork") && v["fork"]["child_pid"] == tid
-    });
+    let ev = d.wait_for("thread clone", 10, |v| is_kind(v, "fork") && v["fork"]["child_pid"] == tid);
     assert_eq!(ev["fork"]["thread"], true);
     assert_eq!(ev["fork"]["child_tgid"], std::process::id());
-    let exit = d.wait_for("thread exit", 10, |v| {
-        is_kind(v, "exit") && v["process"]["pid"] == tid
-    });
+    let exit = d.wait_for("thread exit", 10, |v| is_kind(v, "exit") && v["process"]["pid"] == tid);
     assert_eq!(exit["exit"]["leader"], false);
     d.stop();
 }
@@ -241,15 +181,10 @@ fn unshare_reports_flags_and_new_inodes() {
         return;
     }
     let d = Daemon::start(&[]);
-    let child = Command::new("unshare")
-        .args(["-n", "-u", "/bin/true"])
-        .spawn()
-        .unwrap();
+    let child = Command::new("unshare").args(["-n", "-u", "/bin/true"]).spawn().unwrap();
     let pid = child.id();
     let _guard = Reaped(child);
-    let ev = d.wait_for("unshare", 10, |v| {
-        is_kind(v, "unshare") && tgid(v) == pid as u64
-    });
+    let ev = d.wait_for("unshare", 10, |v| is_kind(v, "unshare") && tgid(v) == pid as u64);
     let n = &ev["ns_change"];
     assert_eq!(n["op"], "unshare");
     assert_eq!(n["requested"], serde_json::json!(["uts", "net"]));
@@ -258,9 +193,7 @@ fn unshare_reports_flags_and_new_inodes() {
     assert_eq!(n["before"]["net"], our_ns("net"));
     assert_ne!(ev["ns"]["net"], our_ns("net"));
     // The program it then runs carries the same new inodes.
-    let exec = d.wait_for("exec after unshare", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == pid as u64 && v["exec"]["filename"] == "/bin/true"
-    });
+    let exec = d.wait_for("exec after unshare", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64 && v["exec"]["filename"] == "/bin/true");
     assert_eq!(exec["ns"]["net"], ev["ns"]["net"]);
     assert_eq!(exec["ns"]["uts"], ev["ns"]["uts"]);
     d.stop();
@@ -272,33 +205,21 @@ fn exit_by_code_and_by_signal() {
         return;
     }
     let d = Daemon::start(&[]);
-    let mut c = Command::new("/bin/sh")
-        .args(["-c", "exit 7"])
-        .spawn()
-        .unwrap();
+    let mut c = Command::new("/bin/sh").args(["-c", "exit 7"]).spawn().unwrap();
     let pid = c.id();
     assert_eq!(c.wait().unwrap().code(), Some(7));
-    let ev = d.wait_for("exit 7", 10, |v| {
-        is_kind(v, "exit") && tgid(v) == pid as u64
-    });
+    let ev = d.wait_for("exit 7", 10, |v| is_kind(v, "exit") && tgid(v) == pid as u64);
     let x = &ev["exit"];
-    assert_eq!(
-        (x["code"].clone(), x["signal"].clone()),
-        (serde_json::json!(7), Value::Null)
-    );
+    assert_eq!((x["code"].clone(), x["signal"].clone()), (serde_json::json!(7), Value::Null));
     assert_eq!(x["leader"], true);
     assert_eq!(x["group_dead"], true);
 
     let mut c = Command::new("/bin/sleep").arg("30").spawn().unwrap();
     let pid = c.id();
-    d.wait_for("sleep exec", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == pid as u64
-    });
+    d.wait_for("sleep exec", 10, |v| is_kind(v, "exec") && tgid(v) == pid as u64);
     c.kill().unwrap();
     c.wait().unwrap();
-    let ev = d.wait_for("killed", 10, |v| {
-        is_kind(v, "exit") && tgid(v) == pid as u64
-    });
+    let ev = d.wait_for("killed", 10, |v| is_kind(v, "exit") && tgid(v) == pid as u64);
     let x = &ev["exit"];
     assert_eq!(x["signal"], 9);
     assert_eq!(x["signal_name"], "SIGKILL");
@@ -313,19 +234,11 @@ fn nsenter_reports_target_inodes() {
     }
     let d = Daemon::start(&[]);
     // A target in its own mnt/uts/ipc/net namespaces (unshare execs sleep in place).
-    let target = Command::new("unshare")
-        .args(["-m", "-u", "-i", "-n", "/bin/sleep", "30"])
-        .spawn()
-        .unwrap();
+    let target = Command::new("unshare").args(["-m", "-u", "-i", "-n", "/bin/sleep", "30"]).spawn().unwrap();
     let tpid = target.id();
     let _target = Reaped(target);
-    d.wait_for("target sleeping", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == tpid as u64 && v["exec"]["filename"] == "/bin/sleep"
-    });
-    let want: Vec<(&str, u64)> = ["mnt", "uts", "ipc", "net"]
-        .iter()
-        .map(|n| (*n, ns_inode(tpid, n)))
-        .collect();
+    d.wait_for("target sleeping", 10, |v| is_kind(v, "exec") && tgid(v) == tpid as u64 && v["exec"]["filename"] == "/bin/sleep");
+    let want: Vec<(&str, u64)> = ["mnt", "uts", "ipc", "net"].iter().map(|n| (*n, ns_inode(tpid, n))).collect();
     for (n, ino) in &want {
         assert_ne!(*ino, our_ns(n), "target not in its own {n} namespace");
     }
@@ -335,9 +248,7 @@ fn nsenter_reports_target_inodes() {
         .unwrap();
     let epid = enter.id();
     assert!(enter.wait().unwrap().success());
-    let exec = d.wait_for("exec inside target", 10, |v| {
-        is_kind(v, "exec") && tgid(v) == epid as u64 && v["exec"]["filename"] == "/bin/true"
-    });
+    let exec = d.wait_for("exec inside target", 10, |v| is_kind(v, "exec") && tgid(v) == epid as u64 && v["exec"]["filename"] == "/bin/true");
     let setns = d.all(|v| is_kind(v, "setns") && tgid(v) == epid as u64);
     assert!(!setns.is_empty(), "no setns events from nsenter");
     let mut changed = std::collections::BTreeSet::new();
@@ -348,10 +259,7 @@ fn nsenter_reports_target_inodes() {
         }
     }
     for n in ["mnt", "uts", "ipc", "net"] {
-        assert!(
-            changed.contains(n),
-            "setns events never changed {n}: {setns:?}"
-        );
+        assert!(changed.contains(n), "setns events never changed {n}: {setns:?}");
     }
     // The last setns carries every target inode: what attributes the entry to the target.
     let last = setns.last().unwrap();
@@ -371,24 +279,13 @@ fn text_output_is_one_line_per_event() {
         return;
     }
     let child = Command::new(BIN)
-        .args([
-            "run",
-            "-o",
-            "text",
-            "--drain-interval-ms",
-            "10",
-            "--no-timeline",
-        ])
+        .args(["run", "-o", "text", "--drain-interval-ms", "10", "--no-timeline"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let c = Command::new("/bin/echo")
-        .arg("podtrail-text-marker")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let c = Command::new("/bin/echo").arg("podtrail-text-marker").stdout(Stdio::null()).spawn().unwrap();
     let _guard = Reaped(c);
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: signalling our own child.
@@ -396,12 +293,6 @@ fn text_output_is_one_line_per_event() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("podtrail-text-marker"))
-        .expect("marker exec line");
-    assert!(
-        line.contains(" exec ") && line.contains("/bin/echo [/bin/echo podtrail-text-marker]"),
-        "{line}"
-    );
+    let line = text.lines().find(|l| l.contains("podtrail-text-marker")).expect("marker exec line");
+    assert!(line.contains(" exec ") && line.contains("/bin/echo [/bin/echo podtrail-text-marker]"), "{line}");
 }

@@ -33,39 +33,17 @@ fn snapshot_has_every_layer_and_no_secret() {
     std::fs::write(secret_dir.join("token"), format!("{tag}-file")).unwrap();
     // A daemon keeps the node's timeline while the container runs.
     let store = temp_timeline("snapshot");
-    let d = Daemon::start(&[
-        "--cri-endpoint",
-        &env.socket,
-        "--timeline-path",
-        store.to_str().unwrap(),
-    ]);
+    let d = Daemon::start(&["--cri-endpoint", &env.socket, "--timeline-path", store.to_str().unwrap()]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let uid = format!("snap-{}", std::process::id());
     let (sandbox, cid) = rt.block_on(async {
         let mut c = client(&env.socket).await;
         let sandbox = run_sandbox(&mut c, "vault", &uid).await;
         let script = "sleep 60";
-        let mut cc = busybox(
-            "keeper",
-            0,
-            &[
-                "/bin/sh",
-                "-c",
-                script,
-                "sh",
-                "--password",
-                &format!("{tag}-arg"),
-            ],
-        );
+        let mut cc = busybox("keeper", 0, &["/bin/sh", "-c", script, "sh", "--password", &format!("{tag}-arg")]);
         cc.envs = vec![
-            KeyValue {
-                key: "DB_PASSWORD".into(),
-                value: format!("{tag}-env"),
-            },
-            KeyValue {
-                key: "GREETING".into(),
-                value: format!("{tag}-plain"),
-            },
+            KeyValue { key: "DB_PASSWORD".into(), value: format!("{tag}-env") },
+            KeyValue { key: "GREETING".into(), value: format!("{tag}-plain") },
         ];
         cc.mounts = vec![Mount {
             container_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
@@ -76,35 +54,16 @@ fn snapshot_has_every_layer_and_no_secret() {
         let cid = start_container(&mut c, &sandbox, "vault", &uid, cc).await;
         (sandbox, cid)
     });
-    d.wait_for("keeper's sleep", 15, |v| {
-        is_kind(v, "exec")
-            && v["exec"]["args"][0] == "sleep"
-            && v["metadata"]["container"] == "keeper"
-    });
+    d.wait_for("keeper's sleep", 15, |v| is_kind(v, "exec") && v["exec"]["args"][0] == "sleep" && v["metadata"]["container"] == "keeper");
     std::thread::sleep(std::time::Duration::from_millis(800)); // one timeline flush
-    let cfg = TempConfig::new(&format!(
-        "[timeline]\npath = {:?}\n",
-        store.display().to_string()
-    ));
+    let cfg = TempConfig::new(&format!("[timeline]\npath = {:?}\n", store.display().to_string()));
     let out = std::env::temp_dir().join(format!("podtrail-snap-{}.tar.gz", std::process::id()));
     let run = Command::new(BIN)
-        .args([
-            "snapshot",
-            "keeper",
-            "--cri-endpoint",
-            &env.socket,
-            "--config",
-            cfg.arg(),
-            "-o",
-        ])
+        .args(["snapshot", "keeper", "--cri-endpoint", &env.socket, "--config", cfg.arg(), "-o"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let files = untar(&out);
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     for want in [
@@ -122,52 +81,20 @@ fn snapshot_has_every_layer_and_no_secret() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
-    let get = |n: &str| {
-        files
-            .iter()
-            .find(|(x, _)| x == n)
-            .map(|(_, t)| t.clone())
-            .unwrap()
-    };
+    let get = |n: &str| files.iter().find(|(x, _)| x == n).map(|(_, t)| t.clone()).unwrap();
     let manifest: serde_json::Value = serde_json::from_str(&get("snapshot/manifest.json")).unwrap();
     assert_eq!(manifest["containers"][0]["id"], cid.as_str());
-    assert_eq!(
-        manifest["files"].as_array().unwrap().len(),
-        files.len() - 1,
-        "the manifest lists every file"
-    );
-    let procs: serde_json::Value =
-        serde_json::from_str(&get("snapshot/containers/keeper/processes.json")).unwrap();
-    assert!(
-        procs
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["comm"] == "sleep"),
-        "{procs}"
-    );
+    assert_eq!(manifest["files"].as_array().unwrap().len(), files.len() - 1, "the manifest lists every file");
+    let procs: serde_json::Value = serde_json::from_str(&get("snapshot/containers/keeper/processes.json")).unwrap();
+    assert!(procs.as_array().unwrap().iter().any(|p| p["comm"] == "sleep"), "{procs}");
     let story = get("snapshot/timeline/events.jsonl");
-    assert!(
-        story
-            .lines()
-            .any(|l| l.contains("\"container\":\"keeper\"") && l.contains("\"kind\":\"exec\"")),
-        "{story}"
-    );
+    assert!(story.lines().any(|l| l.contains("\"container\":\"keeper\"") && l.contains("\"kind\":\"exec\"")), "{story}");
     let oci = get("snapshot/containers/keeper/oci-config.json");
-    assert!(
-        oci.contains("DB_PASSWORD=***") && oci.contains("GREETING=***"),
-        "env names kept, values masked"
-    );
+    assert!(oci.contains("DB_PASSWORD=***") && oci.contains("GREETING=***"), "env names kept, values masked");
     // The point: no planted value anywhere, in any file.
     for (name, text) in &files {
-        assert!(
-            !text.contains(&tag),
-            "{name} leaks a planted secret:\n{text}"
-        );
-        assert!(
-            !text.contains(&secret_dir.display().to_string()),
-            "{name} shows the secret mount's source:\n{text}"
-        );
+        assert!(!text.contains(&tag), "{name} leaks a planted secret:\n{text}");
+        assert!(!text.contains(&secret_dir.display().to_string()), "{name} shows the secret mount's source:\n{text}");
     }
     rt.block_on(remove_pod(&env.socket, sandbox));
     d.stop();
@@ -183,15 +110,9 @@ fn snapshot_of_nothing_names_what_exists() {
         return;
     }
     let env = Env::up();
-    let run = Command::new(BIN)
-        .args(["snapshot", "no-such-thing", "--cri-endpoint", &env.socket])
-        .output()
-        .unwrap();
+    let run = Command::new(BIN).args(["snapshot", "no-such-thing", "--cri-endpoint", &env.socket]).output().unwrap();
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        err.contains("no container or pod named \"no-such-thing\""),
-        "{err}"
-    );
+    assert!(err.contains("no container or pod named \"no-such-thing\""), "{err}");
     drop(env);
 }

@@ -59,11 +59,8 @@ pub fn changeable_namespaces(task: KPtr) -> Namespaces {
     out.uts = ns_inum(nsproxy, koff!(nsproxy_uts_ns), koff!(uts_ns_inum));
     out.ipc = ns_inum(nsproxy, koff!(nsproxy_ipc_ns), koff!(ipc_ns_inum));
     out.cgroup = ns_inum(nsproxy, koff!(nsproxy_cgroup_ns), koff!(cgroup_ns_inum));
-    out.pid_for_children = ns_inum(
-        nsproxy,
-        koff!(nsproxy_pid_ns_for_children),
-        koff!(pid_ns_inum),
-    );
+    out.pid_for_children =
+        ns_inum(nsproxy, koff!(nsproxy_pid_ns_for_children), koff!(pid_ns_inum));
     let cred = read_ptr(task, koff!(task_real_cred));
     out.user = ns_inum(cred, koff!(cred_user_ns), koff!(user_ns_inum));
     out

@@ -8,10 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "xtask",
-    about = "podtrail project tasks (run as `cargo xtask <command>`)"
-)]
+#[command(name = "xtask", about = "podtrail project tasks (run as `cargo xtask <command>`)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

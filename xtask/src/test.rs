@@ -22,14 +22,10 @@ pub struct TestArgs {
 
 /// Sums `test result: ok. 9 passed; 0 failed; ...` lines.
 fn tally(line: &str, passed: &mut u64, failed: &mut u64) {
-    let Some(rest) = line.trim().strip_prefix("test result: ") else {
-        return;
-    };
+    let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
     for part in rest.split(';') {
         let mut words = part.split_whitespace().rev();
-        let (Some(what), Some(n)) = (words.next(), words.next()) else {
-            continue;
-        };
+        let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
         let n: u64 = n.parse().unwrap_or(0);
         match what {
             "passed" => *passed += n,
@@ -59,9 +55,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let status = child.wait()?;
     if status.success() && !args.no_bench {
         eprintln!("xtask test: benchmark smoke run (bench --quick)");
-        let bench = Command::new(std::env::current_exe()?)
-            .args(["bench", "--quick"])
-            .status()?;
+        let bench = Command::new(std::env::current_exe()?).args(["bench", "--quick"]).status()?;
         if bench.success() {
             passed += 1;
         } else {
@@ -91,11 +85,7 @@ mod tests {
             &mut p,
             &mut f,
         );
-        tally(
-            "test result: FAILED. 6 passed; 3 failed; 0 ignored",
-            &mut p,
-            &mut f,
-        );
+        tally("test result: FAILED. 6 passed; 3 failed; 0 ignored", &mut p, &mut f);
         tally("running 3 tests", &mut p, &mut f);
         assert_eq!((p, f), (15, 3));
     }

@@ -51,11 +51,7 @@ fn anomaly(
         cgroup_id: 0,
         ns: NsInodes::default(),
         metadata: match container {
-            Some(c) => Metadata {
-                state: "complete",
-                container: Some(c),
-                late_of: None,
-            },
+            Some(c) => Metadata { state: "complete", container: Some(c), late_of: None },
             None => Metadata::host(),
         },
         entry_path: "host",
@@ -66,10 +62,7 @@ fn anomaly(
 
 impl Anomalies {
     pub fn new(cfg: AnomalyConfig) -> Self {
-        Anomalies {
-            cfg,
-            state: State::default(),
-        }
+        Anomalies { cfg, state: State::default() }
     }
 
     fn enabled(&self, rule: &str) -> bool {

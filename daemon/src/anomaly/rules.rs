@@ -4,10 +4,7 @@ use std::sync::Arc;
 
 use super::{
     AnomalyDetail,
-    state::{
-        Frozen, MAX_EXES_PER_IMAGE, MAX_IMAGES, MAX_INITS, MAX_KEYS, MAX_PROCS, Proc, RuncInit,
-        Session, State, bounded_insert,
-    },
+    state::{Frozen, MAX_EXES_PER_IMAGE, MAX_IMAGES, MAX_INITS, MAX_KEYS, MAX_PROCS, Proc, RuncInit, Session, State, bounded_insert},
 };
 use crate::{
     config::AnomalyConfig,
@@ -17,63 +14,22 @@ use crate::{
 
 /// (name, severity, what it means): also the list `[anomalies] disabled_rules` accepts.
 pub const RULES: &[(&str, &str, &str)] = &[
-    (
-        "container_entered",
-        "warning",
-        "a host process (nsenter), a runtime exec (kubectl exec) or an ephemeral container entered a container",
-    ),
-    (
-        "shell_in_container",
-        "warning",
-        "a shell or package manager ran in a container whose image does not run one from its entrypoint",
-    ),
-    (
-        "oom_kill",
-        "critical",
-        "the kernel OOM-killed a process of a container",
-    ),
-    (
-        "crash_loop",
-        "critical",
-        "a container stopped repeatedly within the window",
-    ),
-    (
-        "frozen_too_long",
-        "warning",
-        "a container stayed frozen (paused) past the threshold",
-    ),
-    (
-        "runc_init_stuck",
-        "warning",
-        "runc init alive past the threshold without exec'ing the entrypoint (created, never started, or stuck)",
-    ),
-    (
-        "entrypoint_failed",
-        "critical",
-        "the container's entrypoint could not be executed (RunContainerError)",
-    ),
-    (
-        "userns_in_container",
-        "warning",
-        "a process inside a container created a new user namespace",
-    ),
+    ("container_entered", "warning", "a host process (nsenter), a runtime exec (kubectl exec) or an ephemeral container entered a container"),
+    ("shell_in_container", "warning", "a shell or package manager ran in a container whose image does not run one from its entrypoint"),
+    ("oom_kill", "critical", "the kernel OOM-killed a process of a container"),
+    ("crash_loop", "critical", "a container stopped repeatedly within the window"),
+    ("frozen_too_long", "warning", "a container stayed frozen (paused) past the threshold"),
+    ("runc_init_stuck", "warning", "runc init alive past the threshold without exec'ing the entrypoint (created, never started, or stuck)"),
+    ("entrypoint_failed", "critical", "the container's entrypoint could not be executed (RunContainerError)"),
+    ("userns_in_container", "warning", "a process inside a container created a new user namespace"),
 ];
 
 fn severity(rule: &str) -> &'static str {
-    RULES
-        .iter()
-        .find(|r| r.0 == rule)
-        .map(|r| r.1)
-        .unwrap_or("warning")
+    RULES.iter().find(|r| r.0 == rule).map(|r| r.1).unwrap_or("warning")
 }
 
 fn detail(rule: &'static str, summary: String, related_seq: Option<u64>) -> AnomalyDetail {
-    AnomalyDetail {
-        rule,
-        severity: severity(rule),
-        summary,
-        related_seq,
-    }
+    AnomalyDetail { rule, severity: severity(rule), summary, related_seq }
 }
 
 fn name(m: &ContainerMeta) -> String {
@@ -110,11 +66,7 @@ fn parents(s: &State, mut ppid: u32) -> String {
         chain.push(format!("{comm}({ppid})"));
         ppid = next;
     }
-    if chain.is_empty() {
-        "unknown".into()
-    } else {
-        chain.join(" <- ")
-    }
+    if chain.is_empty() { "unknown".into() } else { chain.join(" <- ") }
 }
 
 /// (ppid, comm) from /proc/<pid>/stat; comm may contain spaces and parentheses.
@@ -127,10 +79,7 @@ fn proc_stat(pid: u32) -> Option<(u32, crate::event::Comm)> {
 }
 
 /// Reports an ended session, or parks it until its target is known.
-fn end_session(
-    s: &mut State,
-    session: Session,
-) -> Option<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
+fn end_session(s: &mut State, session: Session) -> Option<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
     if session.target.is_some() {
         return Some(entered(session));
     }
@@ -159,11 +108,7 @@ fn entered(mut s: Session) -> (Process, Option<Arc<ContainerMeta>>, AnomalyDetai
         s.target.as_deref().map(name).unwrap_or_default(),
         s.parents
     );
-    (
-        s.process,
-        s.target,
-        detail("container_entered", what, Some(s.seq)),
-    )
+    (s.process, s.target, detail("container_entered", what, Some(s.seq)))
 }
 
 fn actor(p: &Process) -> String {
@@ -173,17 +118,8 @@ fn actor(p: &Process) -> String {
 /// Bookkeeping every rule relies on: process ancestry and runc inits.
 pub fn track(s: &mut State, ev: &Event) {
     let p = &ev.process;
-    if p.comm.starts_with("runc:[2:INIT]")
-        && !s.inits.contains_key(&p.tgid)
-        && s.inits.len() < MAX_INITS
-    {
-        let init = RuncInit {
-            since: ev.ts_boot_ns,
-            process: p.clone(),
-            container: None,
-            exec_failed: None,
-            reported: false,
-        };
+    if p.comm.starts_with("runc:[2:INIT]") && !s.inits.contains_key(&p.tgid) && s.inits.len() < MAX_INITS {
+        let init = RuncInit { since: ev.ts_boot_ns, process: p.clone(), container: None, exec_failed: None, reported: false };
         s.inits.insert(p.tgid, init);
     }
     if let Some(init) = s.inits.get_mut(&p.tgid)
@@ -212,16 +148,11 @@ pub fn track(s: &mut State, ev: &Event) {
 }
 
 /// (actor, container concerned, detail) of each anomaly `ev` triggers.
-pub fn on_event(
-    s: &mut State,
-    cfg: &AnomalyConfig,
-    ev: &Event,
-) -> Vec<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
+pub fn on_event(s: &mut State, cfg: &AnomalyConfig, ev: &Event) -> Vec<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
     let mut out: Vec<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> = Vec::new();
     let me = ev.process.clone();
     // An entry session ends when the entering process runs something (or exits).
-    let ends_session =
-        matches!(&ev.detail, Detail::Exec(_)) || matches!(&ev.detail, Detail::Exit(x) if x.leader);
+    let ends_session = matches!(&ev.detail, Detail::Exec(_)) || matches!(&ev.detail, Detail::Exit(x) if x.leader);
     if ends_session && let Some(session) = s.sessions.remove(&ev.process.tgid) {
         out.extend(end_session(s, session));
     }
@@ -239,11 +170,7 @@ pub fn on_event(
             "ephemeral container {} joined the pid namespace of {}/{}/{target} (image {})",
             m.container, m.namespace, m.pod, m.image
         );
-        out.push((
-            me.clone(),
-            here.clone(),
-            detail("container_entered", what, seq),
-        ));
+        out.push((me.clone(), here.clone(), detail("container_entered", what, seq)));
     }
     match &ev.detail {
         // The late copy of a session's first setns: now the entered container is known.
@@ -284,30 +211,14 @@ pub fn on_event(
             if n.op == "unshare" && n.errno == 0 && n.requested.contains("user") =>
         {
             if let Some(m) = &here {
-                let what = format!(
-                    "{} created a user namespace (unshare) in {}",
-                    actor(&ev.process),
-                    name(m)
-                );
-                out.push((
-                    me.clone(),
-                    here.clone(),
-                    detail("userns_in_container", what, seq),
-                ));
+                let what = format!("{} created a user namespace (unshare) in {}", actor(&ev.process), name(m));
+                out.push((me.clone(), here.clone(), detail("userns_in_container", what, seq)));
             }
         }
         Detail::Fork(f) if f.new_namespaces.contains("user") => {
             if let Some(m) = &here {
-                let what = format!(
-                    "{} created a user namespace (clone) in {}",
-                    actor(&ev.process),
-                    name(m)
-                );
-                out.push((
-                    me.clone(),
-                    here.clone(),
-                    detail("userns_in_container", what, seq),
-                ));
+                let what = format!("{} created a user namespace (clone) in {}", actor(&ev.process), name(m));
+                out.push((me.clone(), here.clone(), detail("userns_in_container", what, seq)));
             }
         }
         Detail::Exec(x) if x.errno != 0 => {
@@ -319,19 +230,13 @@ pub fn on_event(
             s.inits.remove(&ev.process.tgid);
             if let Some(m) = &here {
                 let prog = program(&x.filename, &x.args);
-                if ev.entry_path == "entrypoint"
-                    && (s.baseline.len() < MAX_IMAGES || s.baseline.contains_key(&m.image))
-                {
+                if ev.entry_path == "entrypoint" && (s.baseline.len() < MAX_IMAGES || s.baseline.contains_key(&m.image)) {
                     let seen = s.baseline.entry(m.image.clone()).or_default();
                     if seen.len() < MAX_EXES_PER_IMAGE {
                         seen.insert(prog.clone());
                     }
                 }
-                let watched = cfg
-                    .shells
-                    .iter()
-                    .chain(&cfg.package_managers)
-                    .any(|w| *w == prog);
+                let watched = cfg.shells.iter().chain(&cfg.package_managers).any(|w| *w == prog);
                 if watched && !s.baseline.get(&m.image).is_some_and(|b| b.contains(&prog)) {
                     let what = format!(
                         "{prog} ran in {} (image {} does not run it from its entrypoint) by {} [{}]; parents: {}",
@@ -341,11 +246,7 @@ pub fn on_event(
                         ev.entry_path,
                         parents(s, ev.process.ppid)
                     );
-                    out.push((
-                        me.clone(),
-                        here.clone(),
-                        detail("shell_in_container", what, seq),
-                    ));
+                    out.push((me.clone(), here.clone(), detail("shell_in_container", what, seq)));
                 }
             }
         }
@@ -355,36 +256,20 @@ pub fn on_event(
                     Some((err, path)) => format!("exec {path}: {err}"),
                     None => "runc init exited before exec'ing it".into(),
                 };
-                let status = x
-                    .code
-                    .map(|c| format!("code {c}"))
-                    .or(x.signal_name.map(String::from))
-                    .unwrap_or_default();
+                let status = x.code.map(|c| format!("code {c}")).or(x.signal_name.map(String::from)).unwrap_or_default();
                 let container = init.container.or(here.clone());
-                let whose = container
-                    .as_deref()
-                    .map(name)
-                    .unwrap_or_else(|| format!("cgroup {}", ev.cgroup_id));
+                let whose = container.as_deref().map(name).unwrap_or_else(|| format!("cgroup {}", ev.cgroup_id));
                 let what = format!("entrypoint of {whose} failed: {why} (runc init exit {status})");
-                out.push((
-                    Process::default(),
-                    container,
-                    detail("entrypoint_failed", what, seq),
-                ));
+                out.push((Process::default(), container, detail("entrypoint_failed", what, seq)));
             }
             if let (Some(ce), Some(m)) = (&x.container_exit, &here) {
-                out.extend(
-                    crash_loop(s, cfg, ev, m, ce.restart_count).map(|(c, d)| (me.clone(), c, d)),
-                );
+                out.extend(crash_loop(s, cfg, ev, m, ce.restart_count).map(|(c, d)| (me.clone(), c, d)));
             }
             s.procs.remove(&ev.process.tgid);
         }
         Detail::Oom(o) => {
             if let Some(m) = &here {
-                let mib = |b: Option<u64>| {
-                    b.map(|b| format!("{} MiB", b >> 20))
-                        .unwrap_or_else(|| "unlimited".into())
-                };
+                let mib = |b: Option<u64>| b.map(|b| format!("{} MiB", b >> 20)).unwrap_or_else(|| "unlimited".into());
                 let what = format!(
                     "OOM kill of {}(pid {}) in {}: usage {} of limit {}{}",
                     o.victim_comm,
@@ -392,11 +277,7 @@ pub fn on_event(
                     name(m),
                     mib(o.memory_usage_bytes),
                     mib(o.memory_limit_bytes),
-                    if o.victim_is_init == Some(true) {
-                        "; it was the container's init: the container stops"
-                    } else {
-                        ""
-                    }
+                    if o.victim_is_init == Some(true) { "; it was the container's init: the container stops" } else { "" }
                 );
                 out.push((me.clone(), here.clone(), detail("oom_kill", what, seq)));
             }
@@ -409,14 +290,7 @@ pub fn on_event(
                         && !s.frozen.contains_key(&subject)
                         && s.frozen.len() < MAX_KEYS
                     {
-                        s.frozen.insert(
-                            subject,
-                            Frozen {
-                                since: ev.ts_boot_ns,
-                                container: m.clone(),
-                                reported: false,
-                            },
-                        );
+                        s.frozen.insert(subject, Frozen { since: ev.ts_boot_ns, container: m.clone(), reported: false });
                     }
                 }
                 ("cgroup_unfreeze", _) | ("cgroup_frozen", Some(false)) | ("cgroup_rmdir", _) => {
@@ -460,18 +334,13 @@ fn crash_loop(
     let window = cfg.crash_loop_window_ms * 1_000_000;
     let stops = s.stops.entry(key).or_default();
     stops.push_back(ev.ts_boot_ns);
-    while stops
-        .front()
-        .is_some_and(|t| ev.ts_boot_ns.saturating_sub(*t) > window)
-    {
+    while stops.front().is_some_and(|t| ev.ts_boot_ns.saturating_sub(*t) > window) {
         stops.pop_front();
     }
     if (stops.len() as u32) < cfg.crash_loop_stops {
         return None;
     }
-    let Detail::Exit(x) = &ev.detail else {
-        return None;
-    };
+    let Detail::Exit(x) = &ev.detail else { return None };
     let last = match (x.code, x.signal_name) {
         (Some(c), _) => format!("exit code {c}"),
         (_, Some(sig)) => format!("killed by {sig}"),
@@ -487,52 +356,24 @@ fn crash_loop(
     Some((Some(m.clone()), detail("crash_loop", what, Some(ev.seq))))
 }
 
-pub fn on_tick(
-    s: &mut State,
-    cfg: &AnomalyConfig,
-    now: u64,
-) -> Vec<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
+pub fn on_tick(s: &mut State, cfg: &AnomalyConfig, now: u64) -> Vec<(Process, Option<Arc<ContainerMeta>>, AnomalyDetail)> {
     let mut out = Vec::new();
     let frozen_limit = cfg.frozen_threshold_ms * 1_000_000;
-    for f in s
-        .frozen
-        .values_mut()
-        .filter(|f| !f.reported && now.saturating_sub(f.since) > frozen_limit)
-    {
+    for f in s.frozen.values_mut().filter(|f| !f.reported && now.saturating_sub(f.since) > frozen_limit) {
         f.reported = true;
-        let what = format!(
-            "{} frozen (paused) for more than {} s",
-            name(&f.container),
-            now.saturating_sub(f.since) / 1_000_000_000
-        );
-        out.push((
-            Process::default(),
-            Some(f.container.clone()),
-            detail("frozen_too_long", what, None),
-        ));
+        let what = format!("{} frozen (paused) for more than {} s", name(&f.container), now.saturating_sub(f.since) / 1_000_000_000);
+        out.push((Process::default(), Some(f.container.clone()), detail("frozen_too_long", what, None)));
     }
     let stuck_limit = cfg.runc_init_stuck_ms * 1_000_000;
-    for init in s
-        .inits
-        .values_mut()
-        .filter(|i| !i.reported && now.saturating_sub(i.since) > stuck_limit)
-    {
+    for init in s.inits.values_mut().filter(|i| !i.reported && now.saturating_sub(i.since) > stuck_limit) {
         init.reported = true;
-        let whose = init
-            .container
-            .as_deref()
-            .map(name)
-            .unwrap_or_else(|| "a container".into());
+        let whose = init.container.as_deref().map(name).unwrap_or_else(|| "a container".into());
         let what = format!(
             "runc init (pid {}) for {whose} alive {} s without exec'ing the entrypoint: created but never started, or a stuck start",
             init.process.tgid,
             now.saturating_sub(init.since) / 1_000_000_000
         );
-        out.push((
-            init.process.clone(),
-            init.container.clone(),
-            detail("runc_init_stuck", what, None),
-        ));
+        out.push((init.process.clone(), init.container.clone(), detail("runc_init_stuck", what, None)));
     }
     out
 }

@@ -1,5 +1,6 @@
 //! CRI metadata: which pod and container a cgroup2 id belongs to, fetched from the node's
 //! runtime socket off the event path. The event path only does an O(1) map lookup.
+mod lists;
 mod sync;
 
 use std::{
@@ -20,21 +21,11 @@ pub enum CriError {
     #[error("invalid CRI endpoint {0:?}")]
     BadEndpoint(String),
     #[error("cannot connect to CRI endpoint {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        source: tonic::transport::Error,
-    },
+    Connect { endpoint: String, source: tonic::transport::Error },
     #[error("CRI call {call} to {endpoint} failed: {status}")]
-    Call {
-        endpoint: String,
-        call: &'static str,
-        status: Box<tonic::Status>,
-    },
+    Call { endpoint: String, call: &'static str, status: Box<tonic::Status> },
     #[error("CRI call {call} to {endpoint} timed out")]
-    Timeout {
-        endpoint: String,
-        call: &'static str,
-    },
+    Timeout { endpoint: String, call: &'static str },
 }
 
 /// Counters of the CRI client (shared with the sync task; read for the stop summary and
@@ -117,11 +108,7 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn host() -> Self {
-        Metadata {
-            state: "host",
-            container: None,
-            late_of: None,
-        }
+        Metadata { state: "host", container: None, late_of: None }
     }
 }
 
@@ -168,16 +155,10 @@ impl MetadataCache {
     }
 
     pub fn lookup(&self, cgroup_id: u64) -> Metadata {
-        let Ok(m) = self.inner.read() else {
-            return Metadata::host();
-        };
+        let Ok(m) = self.inner.read() else { return Metadata::host() };
         match m.get(&cgroup_id) {
             Some(e) => Metadata {
-                state: if e.removed_at.is_some() {
-                    "tombstone"
-                } else {
-                    "complete"
-                },
+                state: if e.removed_at.is_some() { "tombstone" } else { "complete" },
                 container: Some(e.meta.clone()),
                 late_of: None,
             },
@@ -224,13 +205,7 @@ impl MetadataCache {
         let ttl = self.tombstone_ttl;
         m.retain(|_, e| e.removed_at.is_none_or(|t| now.duration_since(t) < ttl));
         for (id, meta) in fresh {
-            m.insert(
-                id,
-                Entry {
-                    meta,
-                    removed_at: None,
-                },
-            );
+            m.insert(id, Entry { meta, removed_at: None });
         }
         if added {
             self.generation.fetch_add(1, Ordering::Release);
@@ -241,15 +216,9 @@ impl MetadataCache {
     /// host by a container; then pid, ipc, uts, net).
     pub fn container_by_ns(&self, ns: &crate::event::NsInodes) -> Option<Arc<ContainerMeta>> {
         let idx = self.by_ns.read().ok()?;
-        [
-            (0u8, ns.mnt),
-            (1, ns.pid),
-            (2, ns.ipc),
-            (3, ns.uts),
-            (4, ns.net),
-        ]
-        .iter()
-        .find_map(|k| idx.get(k).cloned())
+        [(0u8, ns.mnt), (1, ns.pid), (2, ns.ipc), (3, ns.uts), (4, ns.net)]
+            .iter()
+            .find_map(|k| idx.get(k).cloned())
     }
 
     pub fn generation(&self) -> u64 {
@@ -258,18 +227,10 @@ impl MetadataCache {
 
     /// (namespace, pod, container) of every live (not removed) container.
     pub fn live_names(&self) -> std::collections::HashSet<(String, String, String)> {
-        let Ok(m) = self.inner.read() else {
-            return Default::default();
-        };
+        let Ok(m) = self.inner.read() else { return Default::default() };
         m.values()
             .filter(|e| e.removed_at.is_none())
-            .map(|e| {
-                (
-                    e.meta.namespace.clone(),
-                    e.meta.pod.clone(),
-                    e.meta.container.clone(),
-                )
-            })
+            .map(|e| (e.meta.namespace.clone(), e.meta.pod.clone(), e.meta.container.clone()))
             .collect()
     }
 
@@ -294,16 +255,9 @@ pub const KNOWN_ENDPOINTS: &[&str] = &[
 /// `--cri-endpoint` (a socket path or `unix://` URL) or the first known socket present.
 pub fn detect_endpoint(configured: Option<&str>) -> Option<String> {
     if let Some(e) = configured.filter(|e| !e.is_empty()) {
-        return Some(if e.starts_with("unix://") {
-            e.to_string()
-        } else {
-            format!("unix://{e}")
-        });
+        return Some(if e.starts_with("unix://") { e.to_string() } else { format!("unix://{e}") });
     }
-    KNOWN_ENDPOINTS
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .map(|p| format!("unix://{p}"))
+    KNOWN_ENDPOINTS.iter().find(|p| Path::new(p).exists()).map(|p| format!("unix://{p}"))
 }
 
 /// The daemon runs in the host's namespaces (hostPID/hostNetwork in a DaemonSet), so its
@@ -316,9 +270,7 @@ fn host_namespaces() -> crate::event::NsInodes {
 pub fn ns_inodes(pid: u32) -> crate::event::NsInodes {
     use std::os::unix::fs::MetadataExt;
     let ino = |n: &str| {
-        std::fs::metadata(format!("/proc/{pid}/ns/{n}"))
-            .map(|m| m.ino() as u32)
-            .unwrap_or(0)
+        std::fs::metadata(format!("/proc/{pid}/ns/{n}")).map(|m| m.ino() as u32).unwrap_or(0)
     };
     crate::event::NsInodes {
         mnt: ino("mnt"),
@@ -349,19 +301,12 @@ mod tests {
         cache.merge(HashMap::from([(2, meta("b"))]));
         assert_eq!(cache.generation(), g, "nothing new: no generation bump");
         let m = cache.lookup(1);
-        assert_eq!(
-            (m.state, m.container.unwrap().container.as_str()),
-            ("tombstone", "a")
-        );
+        assert_eq!((m.state, m.container.unwrap().container.as_str()), ("tombstone", "a"));
         assert_eq!(cache.lookup(2).state, "complete");
         assert_eq!(cache.lookup(3).state, "host");
         std::thread::sleep(Duration::from_millis(80));
         cache.merge(HashMap::from([(2, meta("b")), (3, meta("c"))]));
-        assert_eq!(
-            cache.lookup(1).state,
-            "host",
-            "tombstone evicted after the TTL"
-        );
+        assert_eq!(cache.lookup(1).state, "host", "tombstone evicted after the TTL");
         assert_eq!(cache.len(), 2);
         assert!(cache.generation() > g);
     }

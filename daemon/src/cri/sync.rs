@@ -10,13 +10,13 @@ use std::{
 };
 
 use k8s_cri::v1::{
-    ContainerState, ContainerStatusRequest, ListContainersRequest, ListPodSandboxRequest,
-    VersionRequest, runtime_service_client::RuntimeServiceClient,
+    ContainerState, ContainerStatusRequest, VersionRequest,
+    runtime_service_client::RuntimeServiceClient,
 };
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{ContainerMeta, CriError, MetadataCache};
+use super::{ContainerMeta, CriError, MetadataCache, lists::Lists};
 
 pub struct SyncOptions {
     pub endpoint: String,
@@ -51,23 +51,23 @@ pub async fn timed<T>(
         Ok(Ok(r)) => Ok(r.into_inner()),
         Ok(Err(status)) => {
             o.stats.errors.fetch_add(1, Relaxed);
-            Err(CriError::Call {
-                endpoint: o.endpoint.clone(),
-                call,
-                status: Box::new(status),
-            })
+            Err(CriError::Call { endpoint: o.endpoint.clone(), call, status: Box::new(status) })
         }
         Err(_) => {
             o.stats.timeouts.fetch_add(1, Relaxed);
-            Err(CriError::Timeout {
-                endpoint: o.endpoint.clone(),
-                call,
-            })
+            Err(CriError::Timeout { endpoint: o.endpoint.clone(), call })
         }
     }
 }
 
 async fn connect(o: &SyncOptions) -> Result<RuntimeServiceClient<Channel>, CriError> {
+    let ch = connect_channel(o).await?;
+    // tonic's default 4 MiB limit is below one ListPodSandbox answer for 10k pods (6 MB in the
+    // cache benchmark): the kubelet allows 16 MiB; so do we, for listings of many thousands.
+    Ok(RuntimeServiceClient::new(ch).max_decoding_message_size(MAX_CRI_MESSAGE))
+}
+
+async fn connect_channel(o: &SyncOptions) -> Result<Channel, CriError> {
     let ep = Endpoint::from_shared(o.endpoint.clone())
         .map_err(|_| CriError::BadEndpoint(o.endpoint.clone()))?
         .connect_timeout(o.call_timeout);
@@ -85,23 +85,30 @@ async fn connect(o: &SyncOptions) -> Result<RuntimeServiceClient<Channel>, CriEr
         Ok(Ok(ch)) => ch,
         Ok(Err(source)) => {
             o.stats.errors.fetch_add(1, Relaxed);
-            return Err(CriError::Connect {
-                endpoint: o.endpoint.clone(),
-                source,
-            });
+            return Err(CriError::Connect { endpoint: o.endpoint.clone(), source });
         }
         Err(_) => {
             o.stats.timeouts.fetch_add(1, Relaxed);
-            return Err(CriError::Timeout {
-                endpoint: o.endpoint.clone(),
-                call: "Connect",
-            });
+            return Err(CriError::Timeout { endpoint: o.endpoint.clone(), call: "Connect" });
         }
     };
     o.stats.connects.fetch_add(1, Relaxed);
-    // tonic's default 4 MiB limit is below one ListPodSandbox answer for 10k pods (6 MB in the
-    // cache benchmark): the kubelet allows 16 MiB; so do we, for listings of many thousands.
-    Ok(RuntimeServiceClient::new(ch).max_decoding_message_size(MAX_CRI_MESSAGE))
+    Ok(ch)
+}
+
+/// The sync task's connection: the generated client for single-container calls, and the
+/// lean listings (`lists.rs`) on the same channel.
+struct SyncClient {
+    rt: RuntimeServiceClient<Channel>,
+    lists: Lists,
+}
+
+async fn connect_sync(o: &SyncOptions) -> Result<SyncClient, CriError> {
+    let ch = connect_channel(o).await?;
+    Ok(SyncClient {
+        rt: RuntimeServiceClient::new(ch.clone()).max_decoding_message_size(MAX_CRI_MESSAGE),
+        lists: Lists::new(ch, MAX_CRI_MESSAGE),
+    })
 }
 
 /// What podtrail needs of ContainerStatus(verbose)'s `info`: the runtime's whole view of
@@ -165,9 +172,7 @@ fn container_cgroup_id(o: &SyncOptions, info: &VerboseInfo, pid: u32) -> Option<
         return None;
     }
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .and_then(ino)
+    text.lines().find_map(|l| l.strip_prefix("0::")).and_then(ino)
 }
 
 /// What one ContainerStatus call told us about a container, kept while the container stays
@@ -188,34 +193,17 @@ type StatusMemo = HashMap<String, Known>;
 /// running yet, or running without a pid): then the caller resyncs again soon.
 async fn sync_once(
     o: &SyncOptions,
-    client: &mut RuntimeServiceClient<Channel>,
+    SyncClient { rt: client, lists }: &mut SyncClient,
     memo: &mut StatusMemo,
 ) -> Result<(HashMap<u64, Arc<ContainerMeta>>, bool), CriError> {
-    let version = timed(
-        o,
-        "Version",
-        client.version(VersionRequest {
-            version: "v1".into(),
-        }),
-    )
-    .await?;
-    let sandboxes = timed(
-        o,
-        "ListPodSandbox",
-        client.list_pod_sandbox(ListPodSandboxRequest::default()),
-    )
-    .await?;
+    let version = timed(o, "Version", client.version(VersionRequest { version: "v1".into() })).await?;
+    let sandboxes = timed(o, "ListPodSandbox", lists.pods()).await?;
     let pods: HashMap<String, _> = sandboxes
         .items
         .into_iter()
         .filter_map(|s| Some((s.id, s.metadata?)))
         .collect();
-    let containers = timed(
-        o,
-        "ListContainers",
-        client.list_containers(ListContainersRequest::default()),
-    )
-    .await?;
+    let containers = timed(o, "ListContainers", lists.containers()).await?;
     // (container id, cgroup id, metadata, owns its pid namespace)
     let mut found: Vec<(String, Option<u64>, Arc<ContainerMeta>, bool)> = Vec::new();
     let mut settling = false;
@@ -227,10 +215,7 @@ async fn sync_once(
         let status = timed(
             o,
             "ContainerStatus",
-            client.container_status(ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: true,
-            }),
+            client.container_status(ContainerStatusRequest { container_id: c.id.clone(), verbose: true }),
         )
         .await?;
         let info: VerboseInfo = status
@@ -261,11 +246,7 @@ async fn sync_once(
             pid,
             attempt,
             labels: c.labels.into_iter().collect::<BTreeMap<_, _>>(),
-            ns: if pid != 0 {
-                super::ns_inodes(pid)
-            } else {
-                Default::default()
-            },
+            ns: if pid != 0 { super::ns_inodes(pid) } else { Default::default() },
             ephemeral_of: None,
         });
         let owns_pid_ns = pid != 0 && ns_pid_of(pid) == Some(1);
@@ -350,14 +331,9 @@ impl OneShot {
 /// `<runtime> <version> (CRI <api version>)` from one Version call, for `podtrail doctor`.
 pub async fn runtime_version(endpoint: &str, timeout: Duration) -> Result<String, CriError> {
     let mut c = OneShot::connect(endpoint, timeout).await?;
-    let fut = c.client.version(VersionRequest {
-        version: "v1".into(),
-    });
+    let fut = c.client.version(VersionRequest { version: "v1".into() });
     let v = timed(&c.o, "Version", fut).await?;
-    Ok(format!(
-        "{} {} (CRI {})",
-        v.runtime_name, v.runtime_version, v.runtime_api_version
-    ))
+    Ok(format!("{} {} (CRI {})", v.runtime_name, v.runtime_version, v.runtime_api_version))
 }
 
 /// Runs until the process exits. `created` carries cgroup-creation nudges from the event
@@ -374,7 +350,7 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
         let mut memo = StatusMemo::new();
         loop {
             if client.is_none() {
-                match connect(&o).await {
+                match connect_sync(&o).await {
                     Ok(c) => client = Some(c),
                     Err(e) => report(&mut last_error, &e),
                 }
@@ -426,9 +402,7 @@ pub fn spawn_sync(o: SyncOptions, cache: MetadataCache, mut created: mpsc::Recei
 fn report(last: &mut String, e: &CriError) {
     let msg = e.to_string();
     if *last != msg {
-        tracing::warn!(
-            "{msg}; retrying with backoff (known containers keep their metadata; new ones stay pending)"
-        );
+        tracing::warn!("{msg}; retrying with backoff (known containers keep their metadata; new ones stay pending)");
         *last = msg;
     }
 }

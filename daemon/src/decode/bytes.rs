@@ -3,11 +3,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("record of {len} bytes is shorter than {need} bytes needed for {what}")]
-    Short {
-        what: &'static str,
-        len: usize,
-        need: usize,
-    },
+    Short { what: &'static str, len: usize, need: usize },
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
     #[error("header says {claimed} bytes but the record has {actual}")]
@@ -27,23 +23,17 @@ impl<'a> Bytes<'a> {
 
     pub fn require(&self, need: usize) -> Result<(), DecodeError> {
         if self.data.len() < need {
-            return Err(DecodeError::Short {
-                what: self.what,
-                len: self.data.len(),
-                need,
-            });
+            return Err(DecodeError::Short { what: self.what, len: self.data.len(), need });
         }
         Ok(())
     }
 
     pub fn slice(&self, off: usize, len: usize) -> Result<&'a [u8], DecodeError> {
-        self.data
-            .get(off..off.saturating_add(len))
-            .ok_or(DecodeError::Short {
-                what: self.what,
-                len: self.data.len(),
-                need: off.saturating_add(len),
-            })
+        self.data.get(off..off.saturating_add(len)).ok_or(DecodeError::Short {
+            what: self.what,
+            len: self.data.len(),
+            need: off.saturating_add(len),
+        })
     }
 
     fn array<const N: usize>(&self, off: usize) -> Result<[u8; N], DecodeError> {

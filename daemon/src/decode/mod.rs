@@ -12,8 +12,8 @@ mod process;
 use std::mem::offset_of;
 
 pub use bytes::{Bytes, DecodeError};
-pub use cgroup::v1_freezer_event;
 use podtrail_common::{COMM_LEN, EventHeader, EventKind, HEADER_SIZE, Namespaces};
+pub use cgroup::v1_freezer_event;
 
 use crate::event::{Event, NsInodes, Process};
 
@@ -24,10 +24,7 @@ pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
     let kind = EventKind::from_u32(kind_raw).ok_or(DecodeError::UnknownKind(kind_raw))?;
     let claimed = b.u32(offset_of!(EventHeader, size))?;
     if claimed as usize > data.len() || (claimed as usize) < HEADER_SIZE {
-        return Err(DecodeError::SizeMismatch {
-            claimed,
-            actual: data.len(),
-        });
+        return Err(DecodeError::SizeMismatch { claimed, actual: data.len() });
     }
     let b = Bytes::new(&data[..claimed as usize], kind.name());
     let detail = match kind {

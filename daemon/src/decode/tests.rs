@@ -8,7 +8,7 @@ use podtrail_common::{
     exec::{EXEC_ARGS_TRUNCATED, ExecEvent},
     namespace::{NS_NET, NsChangeEvent},
     oom::OomKillEvent,
-    process::{ExitEvent, FORK_FLAGS_KNOWN, ForkEvent},
+    process::{ExitEvent, ForkEvent, FORK_FLAGS_KNOWN},
 };
 use proptest::prelude::*;
 
@@ -18,25 +18,13 @@ use crate::event::Detail;
 /// A zeroed record of `size` bytes with a valid header.
 fn record(kind: EventKind, size: usize) -> Vec<u8> {
     let mut b = vec![0u8; size];
-    put(
-        &mut b,
-        offset_of!(EventHeader, kind),
-        &(kind as u32).to_le_bytes(),
-    );
-    put(
-        &mut b,
-        offset_of!(EventHeader, size),
-        &(size as u32).to_le_bytes(),
-    );
+    put(&mut b, offset_of!(EventHeader, kind), &(kind as u32).to_le_bytes());
+    put(&mut b, offset_of!(EventHeader, size), &(size as u32).to_le_bytes());
     put(&mut b, offset_of!(EventHeader, ts_ns), &42u64.to_le_bytes());
     put(&mut b, offset_of!(EventHeader, pid), &100u32.to_le_bytes());
     put(&mut b, offset_of!(EventHeader, tgid), &100u32.to_le_bytes());
     put(&mut b, offset_of!(EventHeader, comm), b"bash\0");
-    put(
-        &mut b,
-        offset_of!(EventHeader, ns) + offset_of!(Namespaces, net),
-        &7u32.to_le_bytes(),
-    );
+    put(&mut b, offset_of!(EventHeader, ns) + offset_of!(Namespaces, net), &7u32.to_le_bytes());
     b
 }
 
@@ -48,30 +36,16 @@ fn put(b: &mut [u8], off: usize, bytes: &[u8]) {
 fn exec_record() {
     let mut b = record(EventKind::Exec, size_of::<ExecEvent>());
     put(&mut b, offset_of!(ExecEvent, filename), b"/bin/ls\0");
-    put(
-        &mut b,
-        offset_of!(ExecEvent, filename_len),
-        &7u16.to_le_bytes(),
-    );
+    put(&mut b, offset_of!(ExecEvent, filename_len), &7u16.to_le_bytes());
     put(&mut b, offset_of!(ExecEvent, args), b"ls\0-l\0/tmp\0");
-    put(
-        &mut b,
-        offset_of!(ExecEvent, args_len),
-        &11u16.to_le_bytes(),
-    );
-    put(
-        &mut b,
-        offset_of!(ExecEvent, flags),
-        &EXEC_ARGS_TRUNCATED.to_le_bytes(),
-    );
+    put(&mut b, offset_of!(ExecEvent, args_len), &11u16.to_le_bytes());
+    put(&mut b, offset_of!(ExecEvent, flags), &EXEC_ARGS_TRUNCATED.to_le_bytes());
     let ev = decode(&b).unwrap();
     assert_eq!(ev.kind, "exec");
     assert_eq!(ev.process.comm, "bash");
     assert_eq!(ev.ns.net, 7);
     assert_eq!(ev.ts_boot_ns, 42);
-    let Detail::Exec(e) = ev.detail else {
-        panic!("not exec")
-    };
+    let Detail::Exec(e) = ev.detail else { panic!("not exec") };
     assert_eq!(e.filename, "/bin/ls");
     assert_eq!(e.args.to_vec(), ["ls", "-l", "/tmp"]);
     assert!(e.args_truncated);
@@ -82,9 +56,7 @@ fn exec_record() {
 fn failed_exec_errno() {
     let mut b = record(EventKind::ExecFailed, size_of::<ExecEvent>());
     put(&mut b, offset_of!(ExecEvent, ret), &(-13i32).to_le_bytes());
-    let Detail::Exec(e) = decode(&b).unwrap().detail else {
-        panic!()
-    };
+    let Detail::Exec(e) = decode(&b).unwrap().detail else { panic!() };
     assert_eq!((e.errno, e.error), (13, Some("EACCES")));
 }
 
@@ -113,35 +85,18 @@ fn fork_and_exit_records() {
     assert_eq!(f.child_pid, 101);
 
     let mut b = record(EventKind::Exit, size_of::<ExitEvent>());
-    put(
-        &mut b,
-        offset_of!(ExitEvent, exit_code),
-        &(0x80u32 | 11).to_le_bytes(),
-    );
+    put(&mut b, offset_of!(ExitEvent, exit_code), &(0x80u32 | 11).to_le_bytes());
     put(&mut b, offset_of!(ExitEvent, group_dead), &[1]);
-    let Detail::Exit(x) = decode(&b).unwrap().detail else {
-        panic!()
-    };
-    assert_eq!(
-        (x.code, x.signal, x.signal_name, x.core_dumped),
-        (None, Some(11), Some("SIGSEGV"), true)
-    );
+    let Detail::Exit(x) = decode(&b).unwrap().detail else { panic!() };
+    assert_eq!((x.code, x.signal, x.signal_name, x.core_dumped), (None, Some(11), Some("SIGSEGV"), true));
     assert_eq!(x.group_dead, Some(true));
 }
 
 #[test]
 fn ns_oom_cgroup_records() {
     let mut b = record(EventKind::Setns, size_of::<NsChangeEvent>());
-    put(
-        &mut b,
-        offset_of!(NsChangeEvent, changed),
-        &NS_NET.to_le_bytes(),
-    );
-    put(
-        &mut b,
-        offset_of!(NsChangeEvent, flags),
-        &0x4000_0000u64.to_le_bytes(),
-    );
+    put(&mut b, offset_of!(NsChangeEvent, changed), &NS_NET.to_le_bytes());
+    put(&mut b, offset_of!(NsChangeEvent, flags), &0x4000_0000u64.to_le_bytes());
     put(&mut b, offset_of!(NsChangeEvent, fd), &3i32.to_le_bytes());
     let Detail::NsChange(n) = decode(&b).unwrap().detail else {
         panic!()
@@ -152,28 +107,16 @@ fn ns_oom_cgroup_records() {
     );
 
     let mut b = record(EventKind::OomKill, size_of::<OomKillEvent>());
-    put(
-        &mut b,
-        offset_of!(OomKillEvent, victim_tgid),
-        &555u32.to_le_bytes(),
-    );
+    put(&mut b, offset_of!(OomKillEvent, victim_tgid), &555u32.to_le_bytes());
     put(&mut b, offset_of!(OomKillEvent, victim_comm), b"python3\0");
-    let Detail::Oom(o) = decode(&b).unwrap().detail else {
-        panic!()
-    };
+    let Detail::Oom(o) = decode(&b).unwrap().detail else { panic!() };
     assert_eq!((o.victim_tgid, o.victim_comm.as_str()), (555, "python3"));
 
     let mut b = record(EventKind::CgroupFrozen, size_of::<CgroupEvent>());
     put(&mut b, offset_of!(CgroupEvent, path), b"/a/b");
-    put(
-        &mut b,
-        offset_of!(CgroupEvent, path_len),
-        &4u32.to_le_bytes(),
-    );
+    put(&mut b, offset_of!(CgroupEvent, path_len), &4u32.to_le_bytes());
     put(&mut b, offset_of!(CgroupEvent, val), &1i32.to_le_bytes());
-    let Detail::Cgroup(c) = decode(&b).unwrap().detail else {
-        panic!()
-    };
+    let Detail::Cgroup(c) = decode(&b).unwrap().detail else { panic!() };
     assert_eq!((c.path.as_str(), c.frozen), ("/a/b", Some(true)));
 }
 
@@ -190,16 +133,8 @@ fn unknown_kind_and_bad_size_are_errors() {
 #[test]
 fn oversized_length_fields_are_clamped() {
     let mut b = record(EventKind::Exec, size_of::<ExecEvent>());
-    put(
-        &mut b,
-        offset_of!(ExecEvent, filename_len),
-        &u16::MAX.to_le_bytes(),
-    );
-    put(
-        &mut b,
-        offset_of!(ExecEvent, args_len),
-        &u16::MAX.to_le_bytes(),
-    );
+    put(&mut b, offset_of!(ExecEvent, filename_len), &u16::MAX.to_le_bytes());
+    put(&mut b, offset_of!(ExecEvent, args_len), &u16::MAX.to_le_bytes());
     assert!(decode(&b).is_ok());
 }
 

@@ -20,9 +20,7 @@ fn in_new_uts_namespace(cmd: &mut Command) -> &mut Command {
     // which is async-signal-safe; it touches no memory shared with the parent.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWUTS) == 0
-                || libc::unshare(libc::CLONE_NEWUTS) == 0
-            {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWUTS) == 0 || libc::unshare(libc::CLONE_NEWUTS) == 0 {
                 Ok(())
             } else {
                 Err(std::io::Error::last_os_error())
@@ -46,30 +44,15 @@ pub fn run(cfg: &Config, btf: &Path) -> Vec<Check> {
             return vec![check("probes", Status::Fail, e.to_string(), Some(fix))];
         }
     };
-    out.push(check(
-        "probes",
-        Status::Ok,
-        format!("{links} hooks attached (verifier accepted every program)"),
-        None,
-    ));
+    out.push(check("probes", Status::Ok, format!("{links} hooks attached (verifier accepted every program)"), None));
     let mut ring = match ebpf.take_map("EVENTS").map(RingBuf::try_from) {
         Some(Ok(r)) => r,
         _ => {
-            out.push(check(
-                "ring buffer",
-                Status::Fail,
-                "EVENTS ring buffer unavailable",
-                None,
-            ));
+            out.push(check("ring buffer", Status::Fail, "EVENTS ring buffer unavailable", None));
             return out;
         }
     };
-    out.push(check(
-        "ring buffer",
-        Status::Ok,
-        "1 MiB ring buffer created and mapped",
-        None,
-    ));
+    out.push(check("ring buffer", Status::Ok, "1 MiB ring buffer created and mapped", None));
 
     let host_uts = crate::cri::ns_inodes(std::process::id()).uts;
     let started = Instant::now();
@@ -77,12 +60,7 @@ pub fn run(cfg: &Config, btf: &Path) -> Vec<Check> {
     let pid = match child.and_then(|mut c| c.wait().map(|_| c.id())) {
         Ok(pid) => pid,
         Err(e) => {
-            out.push(check(
-                "self-test",
-                Status::Fail,
-                format!("cannot start /bin/true in a new UTS namespace: {e}"),
-                None,
-            ));
+            out.push(check("self-test", Status::Fail, format!("cannot start /bin/true in a new UTS namespace: {e}"), None));
             return out;
         }
     };
@@ -92,9 +70,7 @@ pub fn run(cfg: &Config, btf: &Path) -> Vec<Check> {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        let Ok(ev) = decode::decode(&item) else {
-            continue;
-        };
+        let Ok(ev) = decode::decode(&item) else { continue };
         if ev.process.tgid != pid {
             continue;
         }
@@ -109,23 +85,11 @@ pub fn run(cfg: &Config, btf: &Path) -> Vec<Check> {
     }
     let took = started.elapsed();
     if unshared && exec_uts != 0 && exec_uts != host_uts && exited {
-        let detail = format!(
-            "saw unshare, exec and exit of pid {pid} in a new UTS namespace (uts {exec_uts}) in {} ms",
-            took.as_millis()
-        );
+        let detail = format!("saw unshare, exec and exit of pid {pid} in a new UTS namespace (uts {exec_uts}) in {} ms", took.as_millis());
         out.push(check("self-test", Status::Ok, detail, None));
     } else {
-        let detail = format!(
-            "pid {pid}: unshare seen {unshared}, exec seen {}, exit seen {exited} after {} ms",
-            exec_uts != 0,
-            took.as_millis()
-        );
-        out.push(check(
-            "self-test",
-            Status::Fail,
-            detail,
-            Some("run `podtrail run -o text` and look for warnings"),
-        ));
+        let detail = format!("pid {pid}: unshare seen {unshared}, exec seen {}, exit seen {exited} after {} ms", exec_uts != 0, took.as_millis());
+        out.push(check("self-test", Status::Fail, detail, Some("run `podtrail run -o text` and look for warnings")));
     }
     out
 }

@@ -6,10 +6,7 @@ use std::{collections::HashMap, path::Path};
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error("cannot read BTF from {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("not BTF data (magic {0:#06x}, expected 0xeb9f)")]
     BadMagic(u16),
     #[error("BTF data is truncated ({0})")]
@@ -75,10 +72,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn u32(&mut self, what: &'static str) -> Result<u32, BtfError> {
-        let b = self
-            .data
-            .get(self.pos..self.pos + 4)
-            .ok_or(BtfError::Truncated(what))?;
+        let b = self.data.get(self.pos..self.pos + 4).ok_or(BtfError::Truncated(what))?;
         self.pos += 4;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -93,10 +87,8 @@ impl Reader<'_> {
 
 impl Btf {
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let data = std::fs::read(path)
+            .map_err(|source| BtfError::Io { path: path.display().to_string(), source })?;
         Self::parse(&data)
     }
 
@@ -132,10 +124,7 @@ impl Btf {
             enum_values: Vec::new(),
             array: None,
         }];
-        let mut r = Reader {
-            data: types_bytes,
-            pos: 0,
-        };
+        let mut r = Reader { data: types_bytes, pos: 0 };
         while r.pos < types_bytes.len() {
             let id = types.len() as u32;
             let name_off = r.u32("type")?;
@@ -165,17 +154,9 @@ impl Btf {
                         let name_off = r.u32("member")?;
                         let type_id = r.u32("member")?;
                         let off = r.u32("member")?;
-                        let (bit_offset, bitfield_size) = if kind_flag {
-                            (off & 0xff_ffff, off >> 24)
-                        } else {
-                            (off, 0)
-                        };
-                        t.members.push(Member {
-                            name_off,
-                            type_id,
-                            bit_offset,
-                            bitfield_size,
-                        });
+                        let (bit_offset, bitfield_size) =
+                            if kind_flag { (off & 0xff_ffff, off >> 24) } else { (off, 0) };
+                        t.members.push(Member { name_off, type_id, bit_offset, bitfield_size });
                     }
                 }
                 KIND_ENUM => {
@@ -204,11 +185,7 @@ impl Btf {
             }
             types.push(t);
         }
-        let mut btf = Btf {
-            types,
-            strings,
-            structs_by_name: HashMap::new(),
-        };
+        let mut btf = Btf { types, strings, structs_by_name: HashMap::new() };
         for (id, t) in btf.types.iter().enumerate() {
             // Keep the first complete definition; later same-named structs are rare dups.
             if t.kind == KIND_STRUCT {
@@ -254,10 +231,7 @@ impl Btf {
     }
 
     pub fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
-        self.structs_by_name
-            .get(name)
-            .copied()
-            .ok_or_else(|| BtfError::NoStruct(name.into()))
+        self.structs_by_name.get(name).copied().ok_or_else(|| BtfError::NoStruct(name.into()))
     }
 
     pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
@@ -288,16 +262,10 @@ impl Btf {
         let mut bits = 0u32;
         let parts: Vec<&str> = path.split('.').collect();
         for (i, part) in parts.iter().enumerate() {
-            let err = || BtfError::NoMember {
-                strukt: strukt.into(),
-                member: path.into(),
-            };
+            let err = || BtfError::NoMember { strukt: strukt.into(), member: path.into() };
             let (off, m) = self.find_member(id, part).ok_or_else(err)?;
             if m.bitfield_size != 0 || off % 8 != 0 {
-                return Err(BtfError::Bitfield {
-                    strukt: strukt.into(),
-                    member: path.into(),
-                });
+                return Err(BtfError::Bitfield { strukt: strukt.into(), member: path.into() });
             }
             bits += off;
             id = self.resolve(m.type_id);

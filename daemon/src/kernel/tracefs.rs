@@ -18,10 +18,7 @@ pub enum TracefsError {
     #[error("tracepoint {0} does not exist on this kernel ({1} missing)")]
     MissingTracepoint(String, PathBuf),
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("tracepoint {tp}: field `{field}` not found in its format file")]
     MissingField { tp: String, field: String },
     #[error("tracepoint {tp}: malformed format line: {line}")]
@@ -41,15 +38,8 @@ pub struct Field {
 /// Parses a format file into a name -> field map.
 pub fn parse_format(tp: &str, text: &str) -> Result<HashMap<String, Field>, TracefsError> {
     let mut fields = HashMap::new();
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("field:"))
-    {
-        let malformed = || TracefsError::Malformed {
-            tp: tp.into(),
-            line: line.into(),
-        };
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with("field:")) {
+        let malformed = || TracefsError::Malformed { tp: tp.into(), line: line.into() };
         let mut decl = None;
         let mut offset = None;
         let mut size = None;
@@ -92,9 +82,7 @@ impl Tracefs {
             }
         }
         if try_mount() {
-            return Ok(Tracefs {
-                root: "/sys/kernel/tracing".into(),
-            });
+            return Ok(Tracefs { root: "/sys/kernel/tracing".into() });
         }
         Err(TracefsError::NotMounted)
     }
@@ -111,17 +99,8 @@ impl Tracefs {
         self.root.join("events").join(category).join(name).is_dir()
     }
 
-    pub fn format(
-        &self,
-        category: &str,
-        name: &str,
-    ) -> Result<HashMap<String, Field>, TracefsError> {
-        let path = self
-            .root
-            .join("events")
-            .join(category)
-            .join(name)
-            .join("format");
+    pub fn format(&self, category: &str, name: &str) -> Result<HashMap<String, Field>, TracefsError> {
+        let path = self.root.join("events").join(category).join(name).join("format");
         let tp = format!("{category}:{name}");
         if !path.exists() {
             return Err(TracefsError::MissingTracepoint(tp, path));
@@ -145,14 +124,15 @@ fn try_mount() -> bool {
         && Path::new("/sys/kernel/tracing/events").is_dir()
 }
 
-fn offset(fields: &HashMap<String, Field>, tp: &str, field: &str) -> Result<u32, TracefsError> {
+fn offset(
+    fields: &HashMap<String, Field>,
+    tp: &str,
+    field: &str,
+) -> Result<u32, TracefsError> {
     fields
         .get(field)
         .map(|f| f.offset)
-        .ok_or_else(|| TracefsError::MissingField {
-            tp: tp.into(),
-            field: field.into(),
-        })
+        .ok_or_else(|| TracefsError::MissingField { tp: tp.into(), field: field.into() })
 }
 
 /// Reads every format the programs need and returns their offsets.
@@ -164,12 +144,7 @@ pub fn resolve(tfs: &Tracefs) -> Result<TracepointOffsets, TracefsError> {
     let cgroup_fields = ["root", "level", "id", "path"];
     let mkdir = tfs.format("cgroup", "cgroup_mkdir")?;
     // All cgroup events share a template; check rather than assume.
-    for other in [
-        "cgroup_rmdir",
-        "cgroup_freeze",
-        "cgroup_unfreeze",
-        "cgroup_notify_frozen",
-    ] {
+    for other in ["cgroup_rmdir", "cgroup_freeze", "cgroup_unfreeze", "cgroup_notify_frozen"] {
         let f = tfs.format("cgroup", other)?;
         for field in cgroup_fields {
             if offset(&f, other, field)? != offset(&mkdir, "cgroup_mkdir", field)? {
@@ -257,13 +232,8 @@ mod missing_tests {
     fn absent_tracepoint_is_named() {
         let dir = std::env::temp_dir().join(format!("podtrail-tfs-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("events/sched")).unwrap();
-        let err = resolve(&Tracefs::at(&dir))
-            .expect_err("must fail")
-            .to_string();
+        let err = resolve(&Tracefs::at(&dir)).expect_err("must fail").to_string();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(
-            err.contains("sched:sched_process_exit") && err.contains("does not exist"),
-            "{err}"
-        );
+        assert!(err.contains("sched:sched_process_exit") && err.contains("does not exist"), "{err}");
     }
 }

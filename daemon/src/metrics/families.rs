@@ -78,9 +78,7 @@ pub struct CallErrorLabels {
 
 fn cri_latency() -> Histogram {
     // 1 ms .. ~4 s: a local runtime socket answers in milliseconds; seconds mean trouble.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.001, 2.0, 13,
-    ))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13))
 }
 
 pub struct Families {
@@ -137,21 +135,9 @@ impl Families {
             series_expired: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("podtrail");
-        r.register(
-            "container_execs",
-            "Successful execs in a container, by entry path",
-            f.execs.clone(),
-        );
-        r.register(
-            "container_exec_failures",
-            "Failed execs in a container, by errno name",
-            f.exec_failures.clone(),
-        );
-        r.register(
-            "container_forks",
-            "Processes (not threads) created in a container",
-            f.forks.clone(),
-        );
+        r.register("container_execs", "Successful execs in a container, by entry path", f.execs.clone());
+        r.register("container_exec_failures", "Failed execs in a container, by errno name", f.exec_failures.clone());
+        r.register("container_forks", "Processes (not threads) created in a container", f.forks.clone());
         r.register(
             "container_process_exits",
             "Process exits in a container, by cause (success, error: non-zero code, signal)",
@@ -172,82 +158,38 @@ impl Families {
             "Stops of a pod/container name after its first stop (crash-loop indicator)",
             f.restarts.clone(),
         );
-        r.register(
-            "container_oom_kills",
-            "OOM kills of processes in a container",
-            f.oom_kills.clone(),
-        );
+        r.register("container_oom_kills", "OOM kills of processes in a container", f.oom_kills.clone());
         r.register(
             "container_entries",
             "Sessions that entered a container from outside: nsenter, runtime_exec (kubectl exec), ephemeral (debug container)",
             f.entries.clone(),
         );
-        r.register(
-            "container_frozen",
-            "1 while the container's cgroup is frozen (paused)",
-            f.frozen.clone(),
-        );
-        r.register(
-            "container_frozen_seconds",
-            "Time the container spent frozen, counted at each thaw",
-            f.frozen_seconds.clone(),
-        );
-        r.register(
-            "container_info",
-            "Identity of a container podtrail saw (value 1)",
-            f.info.clone(),
-        );
-        r.register(
-            "events",
-            "Events read from the kernel (and the v1 freezer poller), by kind",
-            f.events.clone(),
-        );
-        r.register(
-            "anomalies",
-            "Anomalies raised by the built-in rules, by rule and severity",
-            f.anomalies.clone(),
-        );
+        r.register("container_frozen", "1 while the container's cgroup is frozen (paused)", f.frozen.clone());
+        r.register("container_frozen_seconds", "Time the container spent frozen, counted at each thaw", f.frozen_seconds.clone());
+        r.register("container_info", "Identity of a container podtrail saw (value 1)", f.info.clone());
+        r.register("events", "Events read from the kernel (and the v1 freezer poller), by kind", f.events.clone());
+        r.register("anomalies", "Anomalies raised by the built-in rules, by rule and severity", f.anomalies.clone());
         r.register(
             "metadata_lookups",
             "Metadata cache lookups on the event path, by resulting metadata.state",
             f.lookups.clone(),
         );
-        r.register(
-            "late_reemits",
-            "Events re-emitted once their container's metadata arrived",
-            f.late_reemits.clone(),
-        );
-        r.register(
-            "dropped_events",
-            "Events lost, by reason and kind (never silently)",
-            f.dropped.clone(),
-        );
+        r.register("late_reemits", "Events re-emitted once their container's metadata arrived", f.late_reemits.clone());
+        r.register("dropped_events", "Events lost, by reason and kind (never silently)", f.dropped.clone());
         r.register(
             "ringbuf_fill_ratio",
             "Largest fraction of the ring buffer drained at once in the last second",
             f.ringbuf_fill.clone(),
         );
-        r.register(
-            "cri_requests",
-            "CRI calls made, by call",
-            f.cri_requests.clone(),
-        );
-        r.register(
-            "cri_errors",
-            "CRI calls that failed, by call and reason (error, timeout)",
-            f.cri_errors.clone(),
-        );
+        r.register("cri_requests", "CRI calls made, by call", f.cri_requests.clone());
+        r.register("cri_errors", "CRI calls that failed, by call and reason (error, timeout)", f.cri_errors.clone());
         r.register_with_unit(
             "cri_request_duration",
             "CRI call latency",
             prometheus_client::registry::Unit::Seconds,
             f.cri_latency.clone(),
         );
-        r.register(
-            "containers_tracked",
-            "Containers in the metadata cache (live and tombstones)",
-            f.containers_tracked.clone(),
-        );
+        r.register("containers_tracked", "Containers in the metadata cache (live and tombstones)", f.containers_tracked.clone());
         r.register(
             "container_series_expired",
             "Container label sets removed after their container was gone for metrics.container_series_ttl_ms",

@@ -53,11 +53,7 @@ pub struct MetricsSink {
 const MAX_OOM_VICTIMS: usize = 4096;
 
 /// Builds the registry and the sink; the registry goes to [`serve`].
-pub fn build(
-    cache: Option<MetadataCache>,
-    ttl: Duration,
-    ringbuf_bytes: u64,
-) -> (Arc<Registry>, MetricsSink) {
+pub fn build(cache: Option<MetadataCache>, ttl: Duration, ringbuf_bytes: u64) -> (Arc<Registry>, MetricsSink) {
     let mut registry = Registry::default();
     let f = Families::register(&mut registry);
     if let Some(c) = &cache {
@@ -78,59 +74,32 @@ pub fn build(
 
 /// Per-call CRI counters and latency, fed by the sync task.
 fn observe_cri(stats: &CriStats, f: &Families) {
-    let (requests, errors, latency) = (
-        f.cri_requests.clone(),
-        f.cri_errors.clone(),
-        f.cri_latency.clone(),
-    );
+    let (requests, errors, latency) = (f.cri_requests.clone(), f.cri_errors.clone(), f.cri_latency.clone());
     let _ = stats.observer.set(Box::new(move |call, took, failure| {
         requests.get_or_create(&CallLabels { call }).inc();
-        latency
-            .get_or_create(&CallLabels { call })
-            .observe(took.as_secs_f64());
+        latency.get_or_create(&CallLabels { call }).observe(took.as_secs_f64());
         if let Some(reason) = failure {
-            errors
-                .get_or_create(&CallErrorLabels { call, reason })
-                .inc();
+            errors.get_or_create(&CallErrorLabels { call, reason }).inc();
         }
     }));
 }
 
 fn labels(m: &ContainerMeta) -> ContainerLabels {
-    ContainerLabels {
-        namespace: m.namespace.clone(),
-        pod: m.pod.clone(),
-        container: m.container.clone(),
-    }
+    ContainerLabels { namespace: m.namespace.clone(), pod: m.pod.clone(), container: m.container.clone() }
 }
 
 fn with<T>(l: &ContainerLabels, extra: T) -> (String, String, String, T) {
-    (
-        l.namespace.clone(),
-        l.pod.clone(),
-        l.container.clone(),
-        extra,
-    )
+    (l.namespace.clone(), l.pod.clone(), l.container.clone(), extra)
 }
 
 fn path_labels(l: &ContainerLabels, entry_path: &'static str) -> ContainerPathLabels {
     let (namespace, pod, container, entry_path) = with(l, entry_path);
-    ContainerPathLabels {
-        namespace,
-        pod,
-        container,
-        entry_path,
-    }
+    ContainerPathLabels { namespace, pod, container, entry_path }
 }
 
 fn reason_labels(l: &ContainerLabels, reason: &'static str) -> ContainerReasonLabels {
     let (namespace, pod, container, reason) = with(l, reason);
-    ContainerReasonLabels {
-        namespace,
-        pod,
-        container,
-        reason,
-    }
+    ContainerReasonLabels { namespace, pod, container, reason }
 }
 
 impl MetricsSink {
@@ -151,19 +120,9 @@ impl MetricsSink {
             self.f.info.get_or_create(&info).set(1);
             s.info.insert(info);
             if let Some(target) = &m.ephemeral_of {
-                let t = ContainerLabels {
-                    container: target.clone(),
-                    ..l.clone()
-                };
-                self.f
-                    .entries
-                    .get_or_create(&path_labels(&t, "ephemeral"))
-                    .inc();
-                self.series
-                    .entry(t)
-                    .or_default()
-                    .entries
-                    .insert("ephemeral");
+                let t = ContainerLabels { container: target.clone(), ..l.clone() };
+                self.f.entries.get_or_create(&path_labels(&t, "ephemeral")).inc();
+                self.series.entry(t).or_default().entries.insert("ephemeral");
             }
         }
         l
@@ -177,18 +136,12 @@ impl MetricsSink {
         let l = self.track(m);
         match &ev.detail {
             Detail::Exec(x) if x.errno == 0 => {
-                self.f
-                    .execs
-                    .get_or_create(&path_labels(&l, ev.entry_path))
-                    .inc();
+                self.f.execs.get_or_create(&path_labels(&l, ev.entry_path)).inc();
                 self.series(&l).entry_paths.insert(ev.entry_path);
             }
             Detail::Exec(x) => {
                 let reason = x.error.unwrap_or("other");
-                self.f
-                    .exec_failures
-                    .get_or_create(&reason_labels(&l, reason))
-                    .inc();
+                self.f.exec_failures.get_or_create(&reason_labels(&l, reason)).inc();
                 self.series(&l).exec_errors.insert(reason);
             }
             Detail::Fork(f) if !f.thread => {
@@ -200,21 +153,14 @@ impl MetricsSink {
                     (Some(_), _) => "error",
                     _ => "signal",
                 };
-                self.f
-                    .process_exits
-                    .get_or_create(&reason_labels(&l, cause))
-                    .inc();
+                self.f.process_exits.get_or_create(&reason_labels(&l, cause)).inc();
                 self.series(&l).exit_causes.insert(cause);
                 if let Some(ce) = &x.container_exit {
-                    let oom = x.signal == Some(9)
-                        && self.oom_killed.remove(&(ev.process.tgid, l.clone()));
+                    let oom = x.signal == Some(9) && self.oom_killed.remove(&(ev.process.tgid, l.clone()));
                     let cause = if oom { "oom" } else { cause };
                     self.f.stops.get_or_create(&reason_labels(&l, cause)).inc();
                     self.series(&l).stop_causes.insert(cause);
-                    let code = x
-                        .code
-                        .map(i64::from)
-                        .unwrap_or(128 + x.signal.map(i64::from).unwrap_or(0));
+                    let code = x.code.map(i64::from).unwrap_or(128 + x.signal.map(i64::from).unwrap_or(0));
                     self.f.last_exit_code.get_or_create(&l).set(code);
                     if ce.restart_count > 0 {
                         self.f.restarts.get_or_create(&l).inc();
@@ -238,10 +184,7 @@ impl MetricsSink {
                     // duration: count it once, on the last one (the v1 poller has only one).
                     let last = ev.kind == "cgroup_frozen" || ev.source == "v1_freezer_poll";
                     if let (true, Some(ns)) = (last, c.frozen_duration_ns) {
-                        self.f
-                            .frozen_seconds
-                            .get_or_create(&l)
-                            .inc_by(ns as f64 / 1e9);
+                        self.f.frozen_seconds.get_or_create(&l).inc_by(ns as f64 / 1e9);
                     }
                 }
                 _ => {}
@@ -264,9 +207,7 @@ impl MetricsSink {
             }
         }
         for l in expired {
-            let Some(s) = self.series.remove(&l) else {
-                continue;
-            };
+            let Some(s) = self.series.remove(&l) else { continue };
             self.remove_series(&l, &s);
             self.oom_killed.retain(|(_, c)| *c != l);
             self.f.series_expired.inc();
@@ -313,19 +254,10 @@ impl EventSink for MetricsSink {
         if ev.metadata.state == "late" {
             self.f.late_reemits.inc();
         } else {
-            self.f
-                .events
-                .get_or_create(&KindLabels { kind: ev.kind })
-                .inc();
+            self.f.events.get_or_create(&KindLabels { kind: ev.kind }).inc();
         }
         if let Detail::Anomaly(a) = &ev.detail {
-            self.f
-                .anomalies
-                .get_or_create(&AnomalyLabels {
-                    rule: a.rule,
-                    severity: a.severity,
-                })
-                .inc();
+            self.f.anomalies.get_or_create(&AnomalyLabels { rule: a.rule, severity: a.severity }).inc();
             return;
         }
         // An entry into a container from outside is counted on the entered container.
@@ -334,10 +266,7 @@ impl EventSink for MetricsSink {
             && let Some(t) = &n.target
         {
             let l = self.track(t);
-            self.f
-                .entries
-                .get_or_create(&path_labels(&l, ev.entry_path))
-                .inc();
+            self.f.entries.get_or_create(&path_labels(&l, ev.entry_path)).inc();
             self.series(&l).entries.insert(ev.entry_path);
         }
         if let Some(m) = ev.metadata.container.clone() {
@@ -350,19 +279,11 @@ impl EventSink for MetricsSink {
     }
 
     fn drops(&mut self, report: &DropReport) {
-        self.f
-            .dropped
-            .get_or_create(&DropLabels {
-                reason: report.reason,
-                kind: report.event_kind,
-            })
-            .inc_by(report.count);
+        self.f.dropped.get_or_create(&DropLabels { reason: report.reason, kind: report.event_kind }).inc_by(report.count);
     }
 
     fn tick(&mut self) {
-        self.f
-            .ringbuf_fill
-            .set(self.fill_max as f64 / self.ringbuf_bytes as f64);
+        self.f.ringbuf_fill.set(self.fill_max as f64 / self.ringbuf_bytes as f64);
         self.fill_max = 0;
         if let Some(c) = &self.cache {
             self.f.containers_tracked.set(c.len() as i64);
@@ -376,3 +297,4 @@ impl EventSink for MetricsSink {
 
 #[cfg(test)]
 mod tests;
+

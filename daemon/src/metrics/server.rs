@@ -4,9 +4,7 @@
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use http_body_util::Full;
-use hyper::{
-    Request, Response, StatusCode, body::Bytes, header, server::conn::http1, service::service_fn,
-};
+use hyper::{Request, Response, StatusCode, body::Bytes, header, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use prometheus_client::{encoding, registry::Registry};
 
@@ -21,11 +19,7 @@ fn respond(req: &Request<hyper::body::Incoming>, registry: &Registry) -> Respons
             .unwrap_or_default()
     };
     if req.uri().path() != "/metrics" {
-        return reply(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "podtrail serves /metrics\n".into(),
-        );
+        return reply(StatusCode::NOT_FOUND, "text/plain", "podtrail serves /metrics\n".into());
     }
     let wants_openmetrics = req
         .headers()
@@ -36,18 +30,11 @@ fn respond(req: &Request<hyper::body::Incoming>, registry: &Registry) -> Respons
     let (encoded, ctype) = if wants_openmetrics {
         (encoding::text::encode(&mut body, registry), OPENMETRICS)
     } else {
-        (
-            encoding::prometheus_text::encode(&mut body, registry),
-            encoding::prometheus_text::CONTENT_TYPE,
-        )
+        (encoding::prometheus_text::encode(&mut body, registry), encoding::prometheus_text::CONTENT_TYPE)
     };
     match encoded {
         Ok(()) => reply(StatusCode::OK, ctype, body),
-        Err(_) => reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain",
-            "encoding failed\n".into(),
-        ),
+        Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "encoding failed\n".into()),
     }
 }
 
@@ -57,9 +44,7 @@ pub async fn serve(addr: &str, registry: Arc<Registry>) -> Option<SocketAddr> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(
-                "metrics: cannot listen on {addr}: {e}; continuing without /metrics (set --metrics-addr)"
-            );
+            tracing::warn!("metrics: cannot listen on {addr}: {e}; continuing without /metrics (set --metrics-addr)");
             return None;
         }
     };
@@ -78,9 +63,7 @@ pub async fn serve(addr: &str, registry: Arc<Registry>) -> Option<SocketAddr> {
                     let resp = respond(&req, &registry);
                     async move { Ok::<_, Infallible>(resp) }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });

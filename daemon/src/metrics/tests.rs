@@ -40,22 +40,9 @@ fn container_series_carry_names_only_and_expire_after_the_ttl() {
     let execs = r#"podtrail_container_execs_total{namespace="default",pod="web",container="app",entry_path="entrypoint"} 1"#;
     assert!(text.contains(execs), "{text}");
     assert!(text.contains(r#"podtrail_container_stops_total{namespace="default",pod="web",container="app",reason="error"} 1"#), "{text}");
-    assert!(
-        text.contains(
-            r#"podtrail_container_last_exit_code{namespace="default",pod="web",container="app"} 3"#
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            r#"podtrail_container_restarts_total{namespace="default",pod="web",container="app"} 1"#
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"container_id="id-app""#),
-        "ids only in the info series: {text}"
-    );
+    assert!(text.contains(r#"podtrail_container_last_exit_code{namespace="default",pod="web",container="app"} 3"#), "{text}");
+    assert!(text.contains(r#"podtrail_container_restarts_total{namespace="default",pod="web",container="app"} 1"#), "{text}");
+    assert!(text.contains(r#"container_id="id-app""#), "ids only in the info series: {text}");
     // Still live: a sweep keeps it.
     sink.sweep();
     assert!(scrape(&registry).contains(execs));
@@ -65,12 +52,6 @@ fn container_series_carry_names_only_and_expire_after_the_ttl() {
     std::thread::sleep(Duration::from_millis(5));
     sink.sweep();
     let text = scrape(&registry);
-    assert!(
-        !text.contains(r#"container="app""#),
-        "expired series remain: {text}"
-    );
-    assert!(
-        text.contains("podtrail_container_series_expired_total 1"),
-        "{text}"
-    );
+    assert!(!text.contains(r#"container="app""#), "expired series remain: {text}");
+    assert!(text.contains("podtrail_container_series_expired_total 1"), "{text}");
 }

@@ -29,19 +29,11 @@ pub fn val(v: Value) -> Option<AnyValue> {
 }
 
 pub fn s(key: &str, v: impl Into<String>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: val(Value::StringValue(v.into())),
-        ..Default::default()
-    }
+    KeyValue { key: key.into(), value: val(Value::StringValue(v.into())), ..Default::default() }
 }
 
 pub fn i(key: &str, v: impl Into<i64>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: val(Value::IntValue(v.into())),
-        ..Default::default()
-    }
+    KeyValue { key: key.into(), value: val(Value::IntValue(v.into())), ..Default::default() }
 }
 
 /// u64 counters and ids do not fit i64 in theory; saturate rather than wrap.
@@ -50,25 +42,12 @@ pub fn u(key: &str, v: u64) -> KeyValue {
 }
 
 pub fn b(key: &str, v: bool) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: val(Value::BoolValue(v)),
-        ..Default::default()
-    }
+    KeyValue { key: key.into(), value: val(Value::BoolValue(v)), ..Default::default() }
 }
 
 pub fn strs<S: AsRef<str>>(key: &str, v: &[S]) -> KeyValue {
-    let values = v
-        .iter()
-        .map(|x| AnyValue {
-            value: Some(Value::StringValue(x.as_ref().to_string())),
-        })
-        .collect();
-    KeyValue {
-        key: key.into(),
-        value: val(Value::ArrayValue(ArrayValue { values })),
-        ..Default::default()
-    }
+    let values = v.iter().map(|x| AnyValue { value: Some(Value::StringValue(x.as_ref().to_string())) }).collect();
+    KeyValue { key: key.into(), value: val(Value::ArrayValue(ArrayValue { values })), ..Default::default() }
 }
 
 /// Pod and container identity (k8s.* / container.* semantic conventions).
@@ -90,11 +69,7 @@ pub fn container_attrs(m: &ContainerMeta, out: &mut Vec<KeyValue>) {
     if let Some(t) = &m.ephemeral_of {
         out.push(s("podtrail.container.ephemeral_of", t));
     }
-    out.extend(
-        m.labels
-            .iter()
-            .map(|(k, v)| s(&format!("container.label.{k}"), v)),
-    );
+    out.extend(m.labels.iter().map(|(k, v)| s(&format!("container.label.{k}"), v)));
 }
 
 pub fn process_attrs(p: &Process, out: &mut Vec<KeyValue>) {
@@ -146,18 +121,13 @@ pub fn exit_attrs(x: &crate::event::ExitDetail, out: &mut Vec<KeyValue>) {
 /// path says nothing (`/proc/self/exe`, `/dev/fd/N`: busybox applets, fexecve).
 pub fn exec_name<'a>(filename: &'a str, args: &'a crate::event::Argv) -> &'a str {
     match args.first() {
-        Some(a0) if filename.starts_with("/proc/") || filename.starts_with("/dev/fd/") => {
-            basename(a0)
-        }
+        Some(a0) if filename.starts_with("/proc/") || filename.starts_with("/dev/fd/") => basename(a0),
         _ => basename(filename),
     }
 }
 
 pub fn basename(path: &str) -> &str {
-    path.rsplit('/')
-        .next()
-        .filter(|b| !b.is_empty())
-        .unwrap_or(path)
+    path.rsplit('/').next().filter(|b| !b.is_empty()).unwrap_or(path)
 }
 
 fn ns_attrs(ns: &NsInodes, out: &mut Vec<KeyValue>) {
@@ -270,12 +240,7 @@ pub struct LogContext {
 
 /// One event as a log record: a readable body (the `--output text` line) and the event's
 /// facts as attributes.
-pub fn log_record(
-    ev: &Event,
-    clock: WallClock,
-    ctx: Option<LogContext>,
-    observed: u64,
-) -> LogRecord {
+pub fn log_record(ev: &Event, clock: WallClock, ctx: Option<LogContext>, observed: u64) -> LogRecord {
     let mut attrs = Vec::with_capacity(32);
     attrs.extend([
         s("podtrail.event.kind", ev.kind),
@@ -332,18 +297,11 @@ pub fn resource() -> Resource {
     {
         attributes.push(s("k8s.node.name", node));
     }
-    Resource {
-        attributes,
-        ..Default::default()
-    }
+    Resource { attributes, ..Default::default() }
 }
 
 pub fn scope() -> InstrumentationScope {
-    InstrumentationScope {
-        name: "podtrail".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    }
+    InstrumentationScope { name: "podtrail".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }
 }
 
 #[cfg(test)]

@@ -58,16 +58,10 @@ impl Exporter {
     /// The thread's body: a runtime of its own, so nothing here ever runs on (or waits for)
     /// the pipeline's.
     pub fn run_blocking(self, rx: mpsc::Receiver<Box<Event>>) {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(self.run(rx)),
             // The queue closes with `rx`: every event is then counted as dropped.
-            Err(e) => tracing::error!(
-                "OTLP export to {}: cannot start a runtime: {e}; nothing is exported",
-                self.endpoint
-            ),
+            Err(e) => tracing::error!("OTLP export to {}: cannot start a runtime: {e}; nothing is exported", self.endpoint),
         }
     }
 
@@ -81,18 +75,9 @@ impl Exporter {
         };
         // Batches waiting for the collector: about one queue's worth of records.
         let (btx, brx) = mpsc::channel((self.queue_size / self.batch_size).max(2));
-        let sender = tokio::spawn(send_loop(
-            endpoint,
-            self.endpoint.clone(),
-            self.timeout,
-            brx,
-            self.counters.clone(),
-        ));
+        let sender = tokio::spawn(send_loop(endpoint, self.endpoint.clone(), self.timeout, brx, self.counters.clone()));
         let mut state = State {
-            reorder: Reorder::new(
-                REORDER_HOLD.as_nanos() as u64,
-                self.queue_size.saturating_mul(4).max(1024),
-            ),
+            reorder: Reorder::new(REORDER_HOLD.as_nanos() as u64, self.queue_size.saturating_mul(4).max(1024)),
             spans: Spans::new(self.clock),
             logs: Vec::new(),
             btx,
@@ -122,21 +107,13 @@ impl Exporter {
         state.release(u64::MAX);
         state.spans.finish_all(clock::boot_ns());
         state.flush();
-        self.counters
-            .untracked
-            .store(state.spans.untracked, Relaxed);
+        self.counters.untracked.store(state.spans.untracked, Relaxed);
         drop(state);
         // The sender finishes the queued batches, within one export timeout.
         let mut sender = sender;
-        if tokio::time::timeout(self.timeout, &mut sender)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.timeout, &mut sender).await.is_err() {
             sender.abort();
-            tracing::warn!(
-                "OTLP export to {}: batches still queued at stop are dropped",
-                self.endpoint
-            );
+            tracing::warn!("OTLP export to {}: batches still queued at stop are dropped", self.endpoint);
         }
     }
 }
@@ -155,8 +132,7 @@ impl State<'_> {
         while let Some(ev) = self.reorder.pop_ready(now) {
             let ctx = self.spans.on_event(&ev);
             let observed = convert::unix_nanos(self.ex.clock, clock::boot_ns());
-            self.logs
-                .push(convert::log_record(&ev, self.ex.clock, ctx, observed));
+            self.logs.push(convert::log_record(&ev, self.ex.clock, ctx, observed));
             if self.logs.len() >= self.ex.batch_size {
                 let logs = std::mem::take(&mut self.logs);
                 self.enqueue(Batch::Logs(logs));
@@ -183,11 +159,7 @@ impl State<'_> {
     fn enqueue(&mut self, batch: Batch) {
         let n = batch.len();
         let c = &self.ex.counters;
-        let queued = if matches!(batch, Batch::Spans(_)) {
-            &c.spans_queued
-        } else {
-            &c.logs_queued
-        };
+        let queued = if matches!(batch, Batch::Spans(_)) { &c.spans_queued } else { &c.logs_queued };
         match self.btx.try_send(batch) {
             Ok(()) => queued.fetch_add(n, Relaxed),
             Err(_) => c.backlog.fetch_add(n, Relaxed),
@@ -203,10 +175,7 @@ struct Failure {
 
 impl Failure {
     fn plain(msg: String) -> Failure {
-        Failure {
-            cause: msg.clone(),
-            msg,
-        }
+        Failure { cause: msg.clone(), msg }
     }
 }
 
@@ -258,24 +227,15 @@ fn chain(e: &dyn std::error::Error) -> Failure {
 fn describe(status: &tonic::Status) -> Failure {
     let msg = format!("{:?}: {}", status.code(), status.message());
     match std::error::Error::source(status).map(chain) {
-        Some(inner) if msg.contains(&inner.msg) => Failure {
-            msg,
-            cause: inner.cause,
-        },
-        Some(inner) => Failure {
-            msg: format!("{msg}: {}", inner.msg),
-            cause: inner.cause,
-        },
+        Some(inner) if msg.contains(&inner.msg) => Failure { msg, cause: inner.cause },
+        Some(inner) => Failure { msg: format!("{msg}: {}", inner.msg), cause: inner.cause },
         None => Failure::plain(msg),
     }
 }
 
 fn retryable(code: tonic::Code) -> bool {
     use tonic::Code::*;
-    matches!(
-        code,
-        Unavailable | DeadlineExceeded | ResourceExhausted | Aborted
-    )
+    matches!(code, Unavailable | DeadlineExceeded | ResourceExhausted | Aborted)
 }
 
 async fn send_loop(
@@ -285,10 +245,7 @@ async fn send_loop(
     mut batches: mpsc::Receiver<Batch>,
     counters: Arc<Counters>,
 ) {
-    let mut health = Health {
-        endpoint: addr,
-        last_error: None,
-    };
+    let mut health = Health { endpoint: addr, last_error: None };
     // Connect once up front so that an unreachable collector is reported at start; the
     // lazy channel reconnects by itself afterwards.
     let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
@@ -298,10 +255,7 @@ async fn send_loop(
             endpoint.connect_lazy()
         }
         Err(_) => {
-            health.failed(
-                "connect",
-                Failure::plain(format!("no connection within {timeout:?}")),
-            );
+            health.failed("connect", Failure::plain(format!("no connection within {timeout:?}")));
             endpoint.connect_lazy()
         }
     };
@@ -317,28 +271,18 @@ async fn send_loop(
             attempt += 1;
             match req.send(&mut traces, &mut logs, timeout).await {
                 Ok(rejected) => {
-                    let exported = if req.is_spans() {
-                        &counters.spans_exported
-                    } else {
-                        &counters.logs_exported
-                    };
+                    let exported = if req.is_spans() { &counters.spans_exported } else { &counters.logs_exported };
                     exported.fetch_add(n.saturating_sub(rejected.0), Relaxed);
                     counters.failed.fetch_add(rejected.0, Relaxed);
                     match rejected {
                         (0, _) => health.ok(),
-                        (r, msg) => health.failed(
-                            "export",
-                            Failure::plain(format!("the collector rejected {r} records: {msg}")),
-                        ),
+                        (r, msg) => health.failed("export", Failure::plain(format!("the collector rejected {r} records: {msg}"))),
                     }
                     break;
                 }
                 // Our own timeouts (no code) are not retried: a slow collector gets no more load.
                 Err((Some(code), err)) if attempt < attempts && retryable(code) => {
-                    tracing::debug!(
-                        "OTLP export attempt {attempt} failed: {}; retrying",
-                        err.msg
-                    );
+                    tracing::debug!("OTLP export attempt {attempt} failed: {}; retrying", err.msg);
                     tokio::time::sleep(RETRY_BACKOFF * attempt).await;
                 }
                 Err((_, err)) => {
@@ -367,22 +311,14 @@ impl Request {
             Batch::Spans(spans) => Request::Spans(ExportTraceServiceRequest {
                 resource_spans: vec![ResourceSpans {
                     resource: Some(resource.clone()),
-                    scope_spans: vec![ScopeSpans {
-                        scope: Some(convert::scope()),
-                        spans,
-                        schema_url: String::new(),
-                    }],
+                    scope_spans: vec![ScopeSpans { scope: Some(convert::scope()), spans, schema_url: String::new() }],
                     schema_url: String::new(),
                 }],
             }),
             Batch::Logs(log_records) => Request::Logs(ExportLogsServiceRequest {
                 resource_logs: vec![ResourceLogs {
                     resource: Some(resource.clone()),
-                    scope_logs: vec![ScopeLogs {
-                        scope: Some(convert::scope()),
-                        log_records,
-                        schema_url: String::new(),
-                    }],
+                    scope_logs: vec![ScopeLogs { scope: Some(convert::scope()), log_records, schema_url: String::new() }],
                     schema_url: String::new(),
                 }],
             }),
@@ -415,10 +351,7 @@ impl Request {
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(accepted)) => Ok(accepted),
             Ok(Err(status)) => Err((Some(status.code()), describe(&status))),
-            Err(_) => Err((
-                None,
-                Failure::plain(format!("no answer within {timeout:?}")),
-            )),
+            Err(_) => Err((None, Failure::plain(format!("no answer within {timeout:?}")))),
         }
     }
 }

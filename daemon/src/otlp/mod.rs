@@ -80,36 +80,20 @@ impl Counters {
 
 /// Checks an OTLP/gRPC endpoint and normalises it to `http://host:port`.
 pub fn parse_endpoint(raw: &str) -> Result<String, OtlpError> {
-    let bad = |reason: &str| OtlpError::BadEndpoint {
-        endpoint: raw.to_string(),
-        reason: reason.to_string(),
-    };
-    let uri: Uri = raw
-        .trim()
-        .parse()
-        .map_err(|e: tonic::codegen::http::uri::InvalidUri| bad(&e.to_string()))?;
+    let bad = |reason: &str| OtlpError::BadEndpoint { endpoint: raw.to_string(), reason: reason.to_string() };
+    let uri: Uri = raw.trim().parse().map_err(|e: tonic::codegen::http::uri::InvalidUri| bad(&e.to_string()))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            return Err(bad(
-                "https (TLS) is not supported by this build; use http:// (e.g. a node-local collector)",
-            ));
+            return Err(bad("https (TLS) is not supported by this build; use http:// (e.g. a node-local collector)"));
         }
         Some(_) | None => return Err(bad("expected http://HOST:PORT (OTLP over gRPC)")),
     }
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| bad("no host"))?;
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(bad(
-            "OTLP/gRPC takes no path (an OTLP/HTTP URL such as :4318/v1/traces is not supported)",
-        ));
+        return Err(bad("OTLP/gRPC takes no path (an OTLP/HTTP URL such as :4318/v1/traces is not supported)"));
     }
-    Ok(format!(
-        "http://{host}:{}",
-        uri.port_u16().unwrap_or(DEFAULT_PORT)
-    ))
+    Ok(format!("http://{host}:{}", uri.port_u16().unwrap_or(DEFAULT_PORT)))
 }
 
 pub struct OtlpSink {
@@ -136,9 +120,7 @@ impl OtlpSink {
             clock,
             counters: counters.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("podtrail-otlp".into())
-            .spawn(move || exporter.run_blocking(rx))?;
+        let thread = std::thread::Builder::new().name("podtrail-otlp".into()).spawn(move || exporter.run_blocking(rx))?;
         tracing::info!("OTLP export to {endpoint} (traces and logs)");
         Ok(OtlpSink {
             endpoint,
@@ -186,29 +168,12 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(
-            parse_endpoint("http://127.0.0.1:4317").unwrap(),
-            "http://127.0.0.1:4317"
-        );
-        assert_eq!(
-            parse_endpoint(" http://collector/ ").unwrap(),
-            "http://collector:4317"
-        );
+        assert_eq!(parse_endpoint("http://127.0.0.1:4317").unwrap(), "http://127.0.0.1:4317");
+        assert_eq!(parse_endpoint(" http://collector/ ").unwrap(), "http://collector:4317");
         assert_eq!(parse_endpoint("http://[::1]:9").unwrap(), "http://[::1]:9");
-        for bad in [
-            "",
-            "not a url",
-            "localhost:4317",
-            "ftp://x:1",
-            "https://x:4317",
-            "http://x:4318/v1/traces",
-            "http://:80",
-        ] {
+        for bad in ["", "not a url", "localhost:4317", "ftp://x:1", "https://x:4317", "http://x:4318/v1/traces", "http://:80"] {
             let e = parse_endpoint(bad).expect_err(bad).to_string();
-            assert!(
-                e.contains(&format!("{bad:?}")),
-                "error names the endpoint: {e}"
-            );
+            assert!(e.contains(&format!("{bad:?}")), "error names the endpoint: {e}");
         }
     }
 

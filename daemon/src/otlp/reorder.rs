@@ -39,11 +39,7 @@ pub struct Reorder {
 
 impl Reorder {
     pub fn new(hold_ns: u64, cap: usize) -> Self {
-        Reorder {
-            heap: BinaryHeap::new(),
-            hold_ns,
-            cap: cap.max(1),
-        }
+        Reorder { heap: BinaryHeap::new(), hold_ns, cap: cap.max(1) }
     }
 
     pub fn push(&mut self, ev: Box<Event>) {
@@ -104,9 +100,7 @@ mod tests {
         r.push(ev(10, 4)); // a late copy of something older
         r.push(ev(50, 2));
         assert!(r.pop_ready(100).is_none(), "nothing has waited 100 yet");
-        let order: Vec<_> = std::iter::from_fn(|| r.pop_ready(150))
-            .map(|e| e.seq)
-            .collect();
+        let order: Vec<_> = std::iter::from_fn(|| r.pop_ready(150)).map(|e| e.seq).collect();
         assert_eq!(order, vec![4, 2, 3]);
     }
 

@@ -77,10 +77,7 @@ struct Open {
 
 impl Open {
     fn ctx(&self) -> LogContext {
-        LogContext {
-            trace_id: self.trace,
-            span_id: self.id,
-        }
+        LogContext { trace_id: self.trace, span_id: self.id }
     }
 }
 
@@ -133,10 +130,7 @@ impl Spans {
     pub fn new(clock: WallClock) -> Self {
         Spans {
             clock,
-            ids: Ids {
-                keys: RandomState::new(),
-                n: 0,
-            },
+            ids: Ids { keys: RandomState::new(), n: 0 },
             containers: HashMap::new(),
             ended: HashMap::new(),
             ended_order: VecDeque::new(),
@@ -160,17 +154,13 @@ impl Spans {
         }
         match &ev.detail {
             Detail::NsChange(n)
-                if n.op == "setns"
-                    && n.errno == 0
-                    && matches!(ev.entry_path, "runtime_exec" | "nsenter") =>
+                if n.op == "setns" && n.errno == 0 && matches!(ev.entry_path, "runtime_exec" | "nsenter") =>
             {
                 if let Some(t) = &n.target {
                     self.enter(ev, t);
                 }
             }
-            Detail::Fork(f) if !f.thread && f.child_tgid != tgid => {
-                self.fork(tgid, f.child_tgid, ts)
-            }
+            Detail::Fork(f) if !f.thread && f.child_tgid != tgid => self.fork(tgid, f.child_tgid, ts),
             Detail::Exec(e) if e.errno == 0 => self.exec(ev, e),
             Detail::Exit(x) => {
                 let ctx = self.context(ev);
@@ -212,10 +202,7 @@ impl Spans {
     fn context(&self, ev: &Event) -> Option<LogContext> {
         if let Some(t) = self.tasks.get(&ev.process.tgid) {
             let span_id = t.span.as_ref().map(|s| s.id).unwrap_or(t.parent);
-            return Some(LogContext {
-                trace_id: t.trace,
-                span_id,
-            });
+            return Some(LogContext { trace_id: t.trace, span_id });
         }
         let id = &ev.metadata.container.as_ref()?.container_id;
         self.container_ctx(id)
@@ -262,13 +249,7 @@ impl Spans {
             events: Vec::new(),
         };
         let ctx = span.ctx();
-        self.containers.insert(
-            m.container_id.clone(),
-            Container {
-                span,
-                meta: m.clone(),
-            },
-        );
+        self.containers.insert(m.container_id.clone(), Container { span, meta: m.clone() });
         Some(ctx)
     }
 
@@ -277,9 +258,7 @@ impl Spans {
     fn enter(&mut self, ev: &Event, target: &Arc<ContainerMeta>) {
         let ts = ev.ts_boot_ns;
         let tgid = ev.process.tgid;
-        let Some(cctx) = self.ensure_container(target, ts) else {
-            return;
-        };
+        let Some(cctx) = self.ensure_container(target, ts) else { return };
         if let Some(sid) = self.tasks.get(&tgid).and_then(|t| t.session) {
             // An earlier setns of this entry matched another container through a namespace
             // they share (a pod's uts/ipc): a later one names the container, until something
@@ -298,9 +277,7 @@ impl Spans {
             }
             return;
         }
-        if self.sessions.len() >= MAX_SESSIONS
-            || (self.tasks.len() >= MAX_TASKS && !self.tasks.contains_key(&tgid))
-        {
+        if self.sessions.len() >= MAX_SESSIONS || (self.tasks.len() >= MAX_TASKS && !self.tasks.contains_key(&tgid)) {
             self.untracked += 1;
             return;
         }
@@ -324,15 +301,7 @@ impl Spans {
         let sid = self.next_session;
         self.next_session += 1;
         let parent = span.id;
-        self.sessions.insert(
-            sid,
-            Session {
-                span,
-                container: target.container_id.clone(),
-                members: 1,
-                used: false,
-            },
-        );
+        self.sessions.insert(sid, Session { span, container: target.container_id.clone(), members: 1, used: false });
         let task = self.tasks.entry(tgid).or_insert_with(|| Task {
             container: String::new(),
             trace: cctx.trace_id,
@@ -347,9 +316,7 @@ impl Spans {
     }
 
     fn fork(&mut self, parent: u32, child: u32, ts: u64) {
-        let Some(p) = self.tasks.get(&parent) else {
-            return;
-        };
+        let Some(p) = self.tasks.get(&parent) else { return };
         let task = Task {
             container: p.container.clone(),
             trace: p.trace,
@@ -375,12 +342,8 @@ impl Spans {
         let ts = ev.ts_boot_ns;
         let tgid = ev.process.tgid;
         if !self.tasks.contains_key(&tgid) {
-            let Some(m) = &ev.metadata.container else {
-                return;
-            };
-            let Some(cctx) = self.container_ctx(&m.container_id) else {
-                return;
-            };
+            let Some(m) = &ev.metadata.container else { return };
+            let Some(cctx) = self.container_ctx(&m.container_id) else { return };
             if self.tasks.len() >= MAX_TASKS {
                 self.untracked += 1;
                 return;
@@ -395,24 +358,12 @@ impl Spans {
             self.tasks.insert(tgid, task);
         }
         let id = self.ids.span();
-        let Some(task) = self.tasks.get_mut(&tgid) else {
-            return;
-        };
+        let Some(task) = self.tasks.get_mut(&tgid) else { return };
         // A re-exec ends the old image's span; the new one is its sibling.
         let old = task.span.take();
-        let (container, trace, parent, session) = (
-            task.container.clone(),
-            task.trace,
-            task.parent,
-            task.session,
-        );
+        let (container, trace, parent, session) = (task.container.clone(), task.trace, task.parent, task.session);
         if let Some(old) = old {
-            self.finish(
-                old,
-                ts,
-                vec![b("podtrail.process.replaced_by_exec", true)],
-                None,
-            );
+            self.finish(old, ts, vec![b("podtrail.process.replaced_by_exec", true)], None);
         }
         if let Some(s) = session.and_then(|sid| self.sessions.get_mut(&sid)) {
             s.used = true;
@@ -461,9 +412,7 @@ impl Spans {
             self.finish(span, ts, attrs, x);
         }
         let Some(sid) = t.session else { return };
-        let Some(s) = self.sessions.get_mut(&sid) else {
-            return;
-        };
+        let Some(s) = self.sessions.get_mut(&sid) else { return };
         s.members = s.members.saturating_sub(1);
         if s.members == 0
             && let Some(s) = self.sessions.remove(&sid)
@@ -477,9 +426,7 @@ impl Spans {
     }
 
     fn end_container(&mut self, id: &str, ts: u64, x: &ExitDetail) {
-        let Some(c) = self.containers.remove(id) else {
-            return;
-        };
+        let Some(c) = self.containers.remove(id) else { return };
         let mut attrs = Vec::new();
         convert::container_attrs(&c.meta, &mut attrs);
         convert::exit_attrs(x, &mut attrs);
@@ -490,19 +437,14 @@ impl Spans {
         {
             self.ended.remove(&old);
         }
-        self.ended
-            .insert(id.to_string(), Ended { ctx, meta: c.meta });
+        self.ended.insert(id.to_string(), Ended { ctx, meta: c.meta });
         self.ended_order.push_back(id.to_string());
     }
 
     /// OOM kills and freezer transitions as events on the container's span.
     fn annotate(&mut self, ev: &Event) {
-        let Some(m) = &ev.metadata.container else {
-            return;
-        };
-        let Some(c) = self.containers.get_mut(&m.container_id) else {
-            return;
-        };
+        let Some(m) = &ev.metadata.container else { return };
+        let Some(c) = self.containers.get_mut(&m.container_id) else { return };
         if c.span.events.len() >= MAX_SPAN_EVENTS {
             return;
         }
@@ -534,10 +476,9 @@ impl Spans {
         let mut attributes = o.attrs;
         attributes.append(&mut attrs);
         let status = match x {
-            Some(x) if x.code.is_some_and(|c| c != 0) => Some(Status {
-                message: format!("exit code {}", x.code.unwrap_or(0)),
-                code: StatusCode::Error as i32,
-            }),
+            Some(x) if x.code.is_some_and(|c| c != 0) => {
+                Some(Status { message: format!("exit code {}", x.code.unwrap_or(0)), code: StatusCode::Error as i32 })
+            }
             Some(x) if x.core_dumped => Some(Status {
                 message: format!("core dumped ({})", x.signal_name.unwrap_or("signal")),
                 code: StatusCode::Error as i32,

@@ -23,35 +23,15 @@ fn meta(id: &str, name: &str) -> Arc<ContainerMeta> {
     })
 }
 
-fn ev(
-    ts: u64,
-    tgid: u32,
-    m: Option<&Arc<ContainerMeta>>,
-    entry: &'static str,
-    kind: &'static str,
-    detail: Detail,
-) -> Event {
+fn ev(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, kind: &'static str, detail: Detail) -> Event {
     let mut e = testutil::event(ts, tgid, m, detail);
     e.kind = kind;
     e.entry_path = entry;
     e
 }
 
-fn exec(
-    ts: u64,
-    tgid: u32,
-    m: Option<&Arc<ContainerMeta>>,
-    entry: &'static str,
-    file: &str,
-) -> Event {
-    ev(
-        ts,
-        tgid,
-        m,
-        entry,
-        "exec",
-        testutil::exec(file, &[file, "-x"]),
-    )
+fn exec(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, file: &str) -> Event {
+    ev(ts, tgid, m, entry, "exec", testutil::exec(file, &[file, "-x"]))
 }
 
 fn fork(
@@ -77,74 +57,32 @@ fn fork(
     )
 }
 
-fn exit(
-    ts: u64,
-    tgid: u32,
-    m: Option<&Arc<ContainerMeta>>,
-    entry: &'static str,
-    code: u32,
-    init: bool,
-) -> Event {
-    let stop = init.then_some(ContainerExit {
-        restart_count: 0,
-        attempt: 0,
-        since_previous_exit_ns: None,
-    });
-    ev(
-        ts,
-        tgid,
-        m,
-        entry,
-        "exit",
-        testutil::exit(code, if init { 1 } else { 9 }, stop),
-    )
+fn exit(ts: u64, tgid: u32, m: Option<&Arc<ContainerMeta>>, entry: &'static str, code: u32, init: bool) -> Event {
+    let stop = init.then_some(ContainerExit { restart_count: 0, attempt: 0, since_previous_exit_ns: None });
+    ev(ts, tgid, m, entry, "exit", testutil::exit(code, if init { 1 } else { 9 }, stop))
 }
 
-fn setns(
-    ts: u64,
-    tgid: u32,
-    entry: &'static str,
-    changed: Vec<&'static str>,
-    target: &Arc<ContainerMeta>,
-) -> Event {
-    ev(
-        ts,
-        tgid,
-        None,
-        entry,
-        "setns",
-        testutil::setns(changed, Some(target.clone())),
-    )
+fn setns(ts: u64, tgid: u32, entry: &'static str, changed: Vec<&'static str>, target: &Arc<ContainerMeta>) -> Event {
+    ev(ts, tgid, None, entry, "setns", testutil::setns(changed, Some(target.clone())))
 }
 
 fn mkdir(ts: u64, m: &Arc<ContainerMeta>) -> Event {
-    let mut e = ev(
-        ts,
-        1,
-        Some(m),
-        "host",
-        "cgroup_mkdir",
-        Detail::Cgroup(crate::event::CgroupDetail {
-            id: 7,
-            path: "/pod/c".into(),
-            path_truncated: false,
-            level: 2,
-            root: 0,
-            frozen: None,
-            frozen_duration_ns: None,
-        }),
-    );
+    let mut e = ev(ts, 1, Some(m), "host", "cgroup_mkdir", Detail::Cgroup(crate::event::CgroupDetail {
+        id: 7,
+        path: "/pod/c".into(),
+        path_truncated: false,
+        level: 2,
+        root: 0,
+        frozen: None,
+        frozen_duration_ns: None,
+    }));
     e.metadata.state = "late";
     e.metadata.late_of = Some(1);
     e
 }
 
 fn attr<'a>(s: &'a Span, key: &str) -> Option<&'a Value> {
-    s.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| v.value.as_ref())
+    s.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
 }
 
 fn by_name<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
@@ -182,66 +120,31 @@ fn container_session_and_process_tree() {
     }
     assert_eq!(sp.open_counts(), (0, 0, 0), "everything ended");
     let spans = std::mem::take(&mut sp.finished);
-    assert_eq!(
-        spans.len(),
-        5,
-        "{:?}",
-        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
-    );
+    assert_eq!(spans.len(), 5, "{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
     let root = by_name(&spans, "container app")[0];
     let sh = by_name(&spans, "sh")[0];
     let tru = by_name(&spans, "true")[0];
     let session = by_name(&spans, "runtime_exec session")[0];
     let cat = by_name(&spans, "cat")[0];
     assert!(root.parent_span_id.is_empty());
-    assert!(
-        spans
-            .iter()
-            .all(|s| s.trace_id == root.trace_id && s.trace_id.len() == 16 && s.span_id.len() == 8)
-    );
+    assert!(spans.iter().all(|s| s.trace_id == root.trace_id && s.trace_id.len() == 16 && s.span_id.len() == 8));
     assert_eq!(sh.parent_span_id, root.span_id);
     assert_eq!(tru.parent_span_id, sh.span_id, "forked by the shell");
     assert_eq!(session.parent_span_id, root.span_id);
     assert_eq!(cat.parent_span_id, session.span_id);
     assert_eq!(dur(root), 900, "from cgroup_mkdir to the init's exit");
-    assert_eq!(
-        dur(session),
-        39,
-        "from the first entering setns to its last process's exit"
-    );
+    assert_eq!(dur(session), 39, "from the first entering setns to its last process's exit");
     assert_eq!((dur(sh), dur(tru), dur(cat)), (800, 10, 10));
-    assert_eq!(
-        attr(root, "k8s.container.name"),
-        Some(&Value::StringValue("app".into()))
-    );
-    assert_eq!(
-        attr(root, "k8s.pod.uid"),
-        Some(&Value::StringValue("uid-1".into()))
-    );
+    assert_eq!(attr(root, "k8s.container.name"), Some(&Value::StringValue("app".into())));
+    assert_eq!(attr(root, "k8s.pod.uid"), Some(&Value::StringValue("uid-1".into())));
     assert_eq!(attr(cat, "process.exit.code"), Some(&Value::IntValue(3)));
-    assert_eq!(
-        cat.status.as_ref().map(|s| s.code),
-        Some(StatusCode::Error as i32)
-    );
-    assert_eq!(
-        attr(cat, "process.executable.path"),
-        Some(&Value::StringValue("/bin/cat".into()))
-    );
+    assert_eq!(cat.status.as_ref().map(|s| s.code), Some(StatusCode::Error as i32));
+    assert_eq!(attr(cat, "process.executable.path"), Some(&Value::StringValue("/bin/cat".into())));
     assert_eq!(attr(cat, "process.pid"), Some(&Value::IntValue(601)));
-    assert!(
-        matches!(attr(cat, "process.command_args"), Some(Value::ArrayValue(a)) if a.values.len() == 2)
-    );
-    assert_eq!(
-        attr(session, "podtrail.entry_path"),
-        Some(&Value::StringValue("runtime_exec".into()))
-    );
+    assert!(matches!(attr(cat, "process.command_args"), Some(Value::ArrayValue(a)) if a.values.len() == 2));
+    assert_eq!(attr(session, "podtrail.entry_path"), Some(&Value::StringValue("runtime_exec".into())));
     // Log records point at the span of their process (or container).
-    let id = |s: &Span| {
-        Some(LogContext {
-            trace_id: s.trace_id.clone().try_into().unwrap(),
-            span_id: s.span_id.clone().try_into().unwrap(),
-        })
-    };
+    let id = |s: &Span| Some(LogContext { trace_id: s.trace_id.clone().try_into().unwrap(), span_id: s.span_id.clone().try_into().unwrap() });
     assert_eq!(ctxs[0], id(root));
     assert_eq!(ctxs[3], id(tru));
     assert_eq!(ctxs[4], id(tru), "an exit belongs to the span it ends");
@@ -254,11 +157,7 @@ fn pending_events_wait_for_their_late_copy_and_stragglers_join_the_ended_trace()
     let c = meta("cid", "app");
     let mut sp = Spans::new(WallClock::new());
     let mut pending = exec(200, 500, None, "entrypoint", "/bin/sh");
-    pending.metadata = Metadata {
-        state: "pending",
-        container: None,
-        late_of: None,
-    };
+    pending.metadata = Metadata { state: "pending", container: None, late_of: None };
     assert_eq!(sp.on_event(&pending), None);
     assert_eq!(sp.open_counts(), (0, 0, 0));
     let mut late = exec(200, 500, Some(&c), "entrypoint", "/bin/sh");
@@ -300,16 +199,10 @@ fn nsenter_session_retargets_then_runs_in_the_host_cgroup() {
     assert_eq!(session.parent_span_id, root.span_id);
     assert_eq!(session.trace_id, root.trace_id);
     assert_eq!(tru.parent_span_id, session.span_id);
-    assert_eq!(
-        attr(tru, "k8s.container.name"),
-        Some(&Value::StringValue("app".into()))
-    );
+    assert_eq!(attr(tru, "k8s.container.name"), Some(&Value::StringValue("app".into())));
     assert_eq!(dur(session), 20);
     let sleep = by_name(&spans, "sleep")[0];
-    assert_eq!(
-        attr(sleep, "podtrail.span.open_at_stop"),
-        Some(&Value::BoolValue(true))
-    );
+    assert_eq!(attr(sleep, "podtrail.span.open_at_stop"), Some(&Value::BoolValue(true)));
     assert_eq!(dur(root), 300, "ended at stop");
 }
 
@@ -317,10 +210,7 @@ fn nsenter_session_retargets_then_runs_in_the_host_cgroup() {
 fn host_processes_make_no_spans_and_bounds_hold() {
     let mut sp = Spans::new(WallClock::new());
     for pid in 1..100 {
-        assert_eq!(
-            sp.on_event(&exec(pid as u64, pid, None, "host", "/bin/ls")),
-            None
-        );
+        assert_eq!(sp.on_event(&exec(pid as u64, pid, None, "host", "/bin/ls")), None);
         sp.on_event(&fork(pid as u64, pid, None, "host", pid + 1000));
     }
     assert_eq!(sp.open_counts(), (0, 0, 0));

@@ -25,9 +25,7 @@ pub struct Found {
 }
 
 fn info_json(info: &std::collections::HashMap<String, String>) -> Value {
-    info.get("info")
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null)
+    info.get("info").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null)
 }
 
 fn map(m: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
@@ -42,81 +40,35 @@ pub async fn cri(
     r: &mut Redactor,
 ) -> Result<Found, SnapshotError> {
     let mut c = OneShot::connect(endpoint, timeout).await?;
-    let pods = timed(
-        &c.o,
-        "ListPodSandbox",
-        c.client.list_pod_sandbox(ListPodSandboxRequest::default()),
-    )
-    .await?
-    .items;
-    let containers = timed(
-        &c.o,
-        "ListContainers",
-        c.client.list_containers(ListContainersRequest::default()),
-    )
-    .await?
-    .containers;
-    let pod_of = |sandbox: &str| {
-        pods.iter()
-            .find(|p| p.id == sandbox)
-            .and_then(|p| p.metadata.clone())
-            .unwrap_or_default()
-    };
+    let pods = timed(&c.o, "ListPodSandbox", c.client.list_pod_sandbox(ListPodSandboxRequest::default())).await?.items;
+    let containers = timed(&c.o, "ListContainers", c.client.list_containers(ListContainersRequest::default())).await?.containers;
+    let pod_of = |sandbox: &str| pods.iter().find(|p| p.id == sandbox).and_then(|p| p.metadata.clone()).unwrap_or_default();
     let matched: Vec<_> = containers
         .iter()
         .filter(|x| {
             let p = pod_of(&x.pod_sandbox_id);
             let name = x.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
-            let hit = name == target
-                || p.name == target
-                || (target.len() >= 6 && x.id.starts_with(target));
+            let hit = name == target || p.name == target || (target.len() >= 6 && x.id.starts_with(target));
             hit && namespace.is_none_or(|ns| ns == p.namespace)
         })
         .collect();
     if matched.is_empty() {
-        let names: Vec<String> = containers
-            .iter()
-            .filter_map(|x| x.metadata.as_ref().map(|m| m.name.clone()))
-            .collect();
-        return Err(SnapshotError::NotFound(
-            target.to_string(),
-            names.join(", "),
-        ));
+        let names: Vec<String> = containers.iter().filter_map(|x| x.metadata.as_ref().map(|m| m.name.clone())).collect();
+        return Err(SnapshotError::NotFound(target.to_string(), names.join(", ")));
     }
-    let mut where_: Vec<String> = matched
-        .iter()
-        .map(|x| pod_of(&x.pod_sandbox_id).namespace)
-        .collect();
+    let mut where_: Vec<String> = matched.iter().map(|x| pod_of(&x.pod_sandbox_id).namespace).collect();
     where_.sort();
     where_.dedup();
     if where_.len() > 1 {
-        return Err(SnapshotError::Ambiguous(
-            target.to_string(),
-            where_.join(", "),
-        ));
+        return Err(SnapshotError::Ambiguous(target.to_string(), where_.join(", ")));
     }
-    let mut found = Found {
-        containers: Vec::new(),
-        files: Vec::new(),
-    };
+    let mut found = Found { containers: Vec::new(), files: Vec::new() };
     let mut sandboxes = Vec::new();
     for x in matched {
-        let st = timed(
-            &c.o,
-            "ContainerStatus",
-            c.client.container_status(ContainerStatusRequest {
-                container_id: x.id.clone(),
-                verbose: true,
-            }),
-        )
-        .await?;
+        let st = timed(&c.o, "ContainerStatus", c.client.container_status(ContainerStatusRequest { container_id: x.id.clone(), verbose: true })).await?;
         let info = info_json(&st.info);
         let s = st.status.unwrap_or_default();
-        let name = s
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         let p = pod_of(&x.pod_sandbox_id);
         let mut status = json!({
             "id": s.id, "name": name, "attempt": s.metadata.as_ref().map(|m| m.attempt),
@@ -136,10 +88,7 @@ pub async fn cri(
             r.json(v);
         }
         let dir = format!("containers/{name}");
-        found.files.push((
-            format!("{dir}/cri-status.json"),
-            json!({ "status": status, "info": rest }),
-        ));
+        found.files.push((format!("{dir}/cri-status.json"), json!({ "status": status, "info": rest })));
         found.files.push((format!("{dir}/oci-config.json"), oci));
         found.containers.push(Target {
             name,
@@ -153,15 +102,7 @@ pub async fn cri(
         }
     }
     for id in sandboxes {
-        let st = timed(
-            &c.o,
-            "PodSandboxStatus",
-            c.client.pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: id.clone(),
-                verbose: true,
-            }),
-        )
-        .await?;
+        let st = timed(&c.o, "PodSandboxStatus", c.client.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: true })).await?;
         let s = st.status.unwrap_or_default();
         let md = s.metadata.clone().unwrap_or_default();
         let mut pod = json!({
@@ -173,41 +114,18 @@ pub async fn cri(
         let mut info = info_json(&st.info);
         r.json(&mut pod);
         r.json(&mut info);
-        found.files.push((
-            format!("pods/{}/cri-status.json", md.name),
-            json!({ "status": pod, "info": info }),
-        ));
+        found.files.push((format!("pods/{}/cri-status.json", md.name), json!({ "status": pod, "info": info })));
     }
     Ok(found)
 }
 
 /// cgroup files worth reading, by hierarchy.
 const CGROUP2_FILES: &[&str] = &[
-    "memory.max",
-    "memory.current",
-    "memory.peak",
-    "memory.events",
-    "memory.stat",
-    "cgroup.freeze",
-    "cgroup.events",
-    "cgroup.procs",
-    "pids.max",
-    "pids.current",
-    "cpu.max",
-    "cpu.stat",
+    "memory.max", "memory.current", "memory.peak", "memory.events", "memory.stat", "cgroup.freeze", "cgroup.events",
+    "cgroup.procs", "pids.max", "pids.current", "cpu.max", "cpu.stat",
 ];
 const V1_FILES: &[(&str, &[&str])] = &[
-    (
-        "memory",
-        &[
-            "memory.limit_in_bytes",
-            "memory.usage_in_bytes",
-            "memory.max_usage_in_bytes",
-            "memory.failcnt",
-            "memory.oom_control",
-            "memory.stat",
-        ],
-    ),
+    ("memory", &["memory.limit_in_bytes", "memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.failcnt", "memory.oom_control", "memory.stat"]),
     ("freezer", &["freezer.state"]),
     ("pids", &["pids.max", "pids.current"]),
 ];
@@ -218,11 +136,7 @@ fn cgroup_paths(pid: u32) -> BTreeMap<String, String> {
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
         let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-        let key = if ctrls.is_empty() {
-            "unified".to_string()
-        } else {
-            ctrls.to_string()
-        };
+        let key = if ctrls.is_empty() { "unified".to_string() } else { ctrls.to_string() };
         out.insert(key, path.to_string());
     }
     out
@@ -232,10 +146,7 @@ fn cgroup_paths(pid: u32) -> BTreeMap<String, String> {
 pub fn host_side(c: &Target, r: &mut Redactor, files: &mut Vec<(String, Vec<u8>)>) {
     let dir = format!("containers/{}", c.name);
     if c.pid == 0 {
-        files.push((
-            format!("{dir}/NOT-RUNNING"),
-            b"no init pid: the container is not running\n".to_vec(),
-        ));
+        files.push((format!("{dir}/NOT-RUNNING"), b"no init pid: the container is not running\n".to_vec()));
         return;
     }
     let paths = cgroup_paths(c.pid);
@@ -248,16 +159,8 @@ pub fn host_side(c: &Target, r: &mut Redactor, files: &mut Vec<(String, Vec<u8>)
         }
     }
     for (ctrl, names) in V1_FILES {
-        let Some(rel) = paths
-            .iter()
-            .find(|(k, _)| k.split(',').any(|x| x == *ctrl))
-            .map(|(_, v)| v)
-        else {
-            continue;
-        };
-        let base = Path::new("/sys/fs/cgroup")
-            .join(ctrl)
-            .join(rel.trim_start_matches('/'));
+        let Some(rel) = paths.iter().find(|(k, _)| k.split(',').any(|x| x == *ctrl)).map(|(_, v)| v) else { continue };
+        let base = Path::new("/sys/fs/cgroup").join(ctrl).join(rel.trim_start_matches('/'));
         for f in *names {
             if let Ok(text) = std::fs::read(base.join(f)) {
                 files.push((format!("{dir}/cgroup-v1/{ctrl}/{f}"), text));
@@ -266,51 +169,26 @@ pub fn host_side(c: &Target, r: &mut Redactor, files: &mut Vec<(String, Vec<u8>)
     }
     let ns = crate::cri::ns_inodes(c.pid);
     let ns = serde_json::to_value(ns).unwrap_or(Value::Null);
-    files.push((
-        format!("{dir}/namespaces.json"),
-        serde_json::to_vec_pretty(&ns).unwrap_or_default(),
-    ));
+    files.push((format!("{dir}/namespaces.json"), serde_json::to_vec_pretty(&ns).unwrap_or_default()));
     let procs = process_tree(paths.get("unified").map(String::as_str).unwrap_or(""), r);
-    files.push((
-        format!("{dir}/processes.json"),
-        serde_json::to_vec_pretty(&procs).unwrap_or_default(),
-    ));
+    files.push((format!("{dir}/processes.json"), serde_json::to_vec_pretty(&procs).unwrap_or_default()));
 }
 
 /// Every process in the container's cgroup2 directory: pid, ppid, comm, exe, masked argv.
 fn process_tree(cgroup: &str, r: &mut Redactor) -> Value {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Value::Null;
-    };
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Value::Null };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if cgroup.is_empty() || cgroup_paths(pid).get("unified").map(String::as_str) != Some(cgroup)
-        {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if cgroup.is_empty() || cgroup_paths(pid).get("unified").map(String::as_str) != Some(cgroup) {
             continue;
         }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let comm = stat
-            .split_once('(')
-            .and_then(|(_, r)| r.rsplit_once(')'))
-            .map(|(c, _)| c.to_string())
-            .unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, t)| t.split_whitespace().nth(1))
-            .unwrap_or("0")
-            .to_string();
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let comm = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map(|(c, _)| c.to_string()).unwrap_or_default();
+        let ppid = stat.rsplit_once(')').and_then(|(_, t)| t.split_whitespace().nth(1)).unwrap_or("0").to_string();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).unwrap_or_default();
         let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let mut argv: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let mut argv: Vec<String> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         r.args(&mut argv);
         out.push(json!({"pid": pid, "ppid": ppid.parse::<u32>().unwrap_or(0), "comm": comm, "exe": exe, "args": argv, "cgroup": cgroup}));
     }
@@ -326,15 +204,8 @@ pub fn timeline(cfg: &crate::config::Config, found: &Found) -> Option<String> {
     if !cfg.timeline.enabled || !cfg.timeline.path.exists() {
         return None;
     }
-    let since = std::time::SystemTime::now()
-        .checked_sub(TIMELINE_WINDOW)?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    let mut pods: Vec<(&str, &str)> = found
-        .containers
-        .iter()
-        .map(|c| (c.namespace.as_str(), c.pod.as_str()))
-        .collect();
+    let since = std::time::SystemTime::now().checked_sub(TIMELINE_WINDOW)?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let mut pods: Vec<(&str, &str)> = found.containers.iter().map(|c| (c.namespace.as_str(), c.pod.as_str())).collect();
     pods.sort();
     pods.dedup();
     let mut out = String::new();

@@ -26,10 +26,7 @@ pub enum SnapshotError {
     #[error("{0:?} matches several containers in different namespaces ({1}); pass --namespace")]
     Ambiguous(String, String),
     #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 pub struct SnapshotArgs {
@@ -57,14 +54,7 @@ pub async fn run(cfg: &Config, args: SnapshotArgs) -> Result<PathBuf, SnapshotEr
     let timeout = Duration::from_millis(cfg.cri.call_timeout_ms);
     let mut r = redact::Redactor::new(&cfg.secrets);
     let mut bundle = Bundle { files: Vec::new() };
-    let found = collect::cri(
-        &endpoint,
-        timeout,
-        &args.target,
-        args.namespace.as_deref(),
-        &mut r,
-    )
-    .await?;
+    let found = collect::cri(&endpoint, timeout, &args.target, args.namespace.as_deref(), &mut r).await?;
     for (path, v) in &found.files {
         bundle.json(path.clone(), v);
     }
@@ -72,9 +62,7 @@ pub async fn run(cfg: &Config, args: SnapshotArgs) -> Result<PathBuf, SnapshotEr
         collect::host_side(c, &mut r, &mut bundle.files);
     }
     if let Some(events) = collect::timeline(cfg, &found) {
-        bundle
-            .files
-            .push(("timeline/events.jsonl".into(), events.into_bytes()));
+        bundle.files.push(("timeline/events.jsonl".into(), events.into_bytes()));
     }
     let facts = crate::doctor::facts(cfg, &args.btf).await;
     bundle.json("node/doctor.json".into(), &json!({ "checks": facts }));
@@ -95,28 +83,13 @@ pub async fn run(cfg: &Config, args: SnapshotArgs) -> Result<PathBuf, SnapshotEr
         "files": files.iter().map(|(p, b)| json!({"path": p, "bytes": b.len()})).collect::<Vec<_>>(),
     });
     let out = args.output.unwrap_or_else(|| default_name(&args.target));
-    write_tar(&out, &manifest, &files).map_err(|source| SnapshotError::Write {
-        path: out.clone(),
-        source,
-    })?;
+    write_tar(&out, &manifest, &files).map_err(|source| SnapshotError::Write { path: out.clone(), source })?;
     Ok(out)
 }
 
 fn default_name(target: &str) -> PathBuf {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let safe: String = target
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let safe: String = target.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     PathBuf::from(format!("podtrail-snapshot-{safe}-{now}.tar.gz"))
 }
 
@@ -128,19 +101,11 @@ fn write_tar(path: &Path, manifest: &Value, files: &[(String, Vec<u8>)]) -> std:
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o600);
-        h.set_mtime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        );
+        h.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
         h.set_cksum();
         tar.append_data(&mut h, format!("snapshot/{name}"), data)
     };
-    add(
-        "manifest.json",
-        &serde_json::to_vec_pretty(manifest).unwrap_or_default(),
-    )?;
+    add("manifest.json", &serde_json::to_vec_pretty(manifest).unwrap_or_default())?;
     for (name, data) in files {
         add(name, data)?;
     }

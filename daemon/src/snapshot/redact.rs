@@ -16,8 +16,7 @@ pub struct Redactor {
 
 fn looks_like_token(s: &str) -> bool {
     // JWTs (service account tokens) and bearer headers.
-    (s.starts_with("eyJ") && s.matches('.').count() >= 2)
-        || s.to_ascii_lowercase().starts_with("bearer ")
+    (s.starts_with("eyJ") && s.matches('.').count() >= 2) || s.to_ascii_lowercase().starts_with("bearer ")
 }
 
 impl Redactor {
@@ -87,10 +86,7 @@ impl Redactor {
                             }
                         }
                         ("args" | "command", Value::Array(items)) => {
-                            let mut argv: Vec<String> = items
-                                .iter()
-                                .map(|a| a.as_str().unwrap_or("").to_string())
-                                .collect();
+                            let mut argv: Vec<String> = items.iter().map(|a| a.as_str().unwrap_or("").to_string()).collect();
                             self.args(&mut argv);
                             *items = argv.into_iter().map(Value::String).collect();
                         }
@@ -98,10 +94,7 @@ impl Redactor {
                             self.remember(s);
                             *s = self.mask.clone();
                         }
-                        (key, Value::String(s))
-                            if (key == "source" || key == "host_path" || key == "hostPath")
-                                && s.contains("secret") =>
-                        {
+                        (key, Value::String(s)) if (key == "source" || key == "host_path" || key == "hostPath") && s.contains("secret") => {
                             *s = self.mask.clone();
                         }
                         _ => self.json(val),
@@ -142,19 +135,9 @@ mod tests {
         });
         r.json(&mut v);
         let text = r.scrub(&format!("{v} and an echo of planted1 in a command line"));
-        for p in [
-            "planted1",
-            "planted2",
-            "planted3",
-            "planted4",
-            "kubernetes.io~secret",
-            "eyJhbGciOi",
-        ] {
+        for p in ["planted1", "planted2", "planted3", "planted4", "kubernetes.io~secret", "eyJhbGciOi"] {
             assert!(!text.contains(p), "{p} leaked: {text}");
         }
-        assert!(
-            text.contains("PATH=***") && text.contains("\"--token\""),
-            "{text}"
-        );
+        assert!(text.contains("PATH=***") && text.contains("\"--token\""), "{text}");
     }
 }

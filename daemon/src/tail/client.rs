@@ -15,9 +15,7 @@ pub enum TailError {
         "no podtrail socket at {0}: is the daemon running? Start it with `podtrail run` (or `./dev run`), or pass --socket"
     )]
     NoSocket(PathBuf),
-    #[error(
-        "permission denied on {0}: podtrail tail needs root, or membership of the group set as tail.group in the daemon's config"
-    )]
+    #[error("permission denied on {0}: podtrail tail needs root, or membership of the group set as tail.group in the daemon's config")]
     Denied(PathBuf),
     #[error("cannot connect to {path}: {reason}")]
     Connect { path: PathBuf, reason: String },
@@ -48,15 +46,10 @@ pub struct TailArgs {
 pub fn parse_since(s: &str) -> Result<u64, TailError> {
     let bad = || TailError::BadSince(s.to_string());
     let at = match humantime::parse_duration(s) {
-        Ok(d) => std::time::SystemTime::now()
-            .checked_sub(d)
-            .ok_or_else(bad)?,
+        Ok(d) => std::time::SystemTime::now().checked_sub(d).ok_or_else(bad)?,
         Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| bad())?,
     };
-    let ns = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| bad())?
-        .as_nanos();
+    let ns = at.duration_since(std::time::UNIX_EPOCH).map_err(|_| bad())?.as_nanos();
     u64::try_from(ns).map_err(|_| bad())
 }
 
@@ -64,47 +57,22 @@ pub fn parse_since(s: &str) -> Result<u64, TailError> {
 fn check_socket(path: &Path) -> Result<(), TailError> {
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(TailError::NoSocket(path.to_path_buf()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(TailError::Denied(path.to_path_buf()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(TailError::NoSocket(path.to_path_buf()))
-        }
-        Err(e) => Err(TailError::Connect {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(TailError::NoSocket(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(TailError::Denied(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(TailError::NoSocket(path.to_path_buf())),
+        Err(e) => Err(TailError::Connect { path: path.to_path_buf(), reason: e.to_string() }),
     }
 }
 
 pub async fn run(args: TailArgs) -> Result<(), TailError> {
-    if let Some(bad) = args
-        .kinds
-        .iter()
-        .find(|k| !crate::event::KINDS.contains(&k.as_str()))
-    {
+    if let Some(bad) = args.kinds.iter().find(|k| !crate::event::KINDS.contains(&k.as_str())) {
         return Err(TailError::BadKind(bad.clone()));
     }
-    let since_unix_ns = args
-        .since
-        .as_deref()
-        .map(parse_since)
-        .transpose()?
-        .unwrap_or(0);
+    let since_unix_ns = args.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
     check_socket(&args.socket)?;
     let url = format!("unix://{}", args.socket.display());
-    let connect_err = |reason: String| TailError::Connect {
-        path: args.socket.clone(),
-        reason,
-    };
-    let channel = Endpoint::from_shared(url)
-        .map_err(|e| connect_err(e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| connect_err(e.to_string()))?;
+    let connect_err = |reason: String| TailError::Connect { path: args.socket.clone(), reason };
+    let channel = Endpoint::from_shared(url).map_err(|e| connect_err(e.to_string()))?.connect().await.map_err(|e| connect_err(e.to_string()))?;
     let req = FollowRequest {
         namespace: args.namespace.unwrap_or_default(),
         pod: args.pod.unwrap_or_default(),
@@ -116,9 +84,7 @@ pub async fn run(args: TailArgs) -> Result<(), TailError> {
     let mut stream = match TailClient::new(channel).follow(req).await {
         Ok(r) => r.into_inner(),
         // A client the daemon refused (peer credentials) sees its connection dropped.
-        Err(s) if s.code() == tonic::Code::Unavailable => {
-            return Err(TailError::Denied(args.socket));
-        }
+        Err(s) if s.code() == tonic::Code::Unavailable => return Err(TailError::Denied(args.socket)),
         Err(s) => return Err(TailError::Refused(s.message().to_string())),
     };
     let color = !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());

@@ -10,14 +10,8 @@ fn describe(v: &Value) -> String {
     let s = |x: &Value| x.as_str().unwrap_or("").to_string();
     match v["kind"].as_str().unwrap_or("") {
         "exec" | "exec_failed" => {
-            let args: Vec<String> = v["exec"]["args"]
-                .as_array()
-                .map(|a| a.iter().map(&s).collect())
-                .unwrap_or_default();
-            let err = v["exec"]["error"]
-                .as_str()
-                .map(|e| format!(" -> {e}"))
-                .unwrap_or_default();
+            let args: Vec<String> = v["exec"]["args"].as_array().map(|a| a.iter().map(&s).collect()).unwrap_or_default();
+            let err = v["exec"]["error"].as_str().map(|e| format!(" -> {e}")).unwrap_or_default();
             format!("{} [{}]{err}", s(&v["exec"]["filename"]), args.join(" "))
         }
         "exit" => {
@@ -28,44 +22,24 @@ fn describe(v: &Value) -> String {
                 _ => "?".into(),
             };
             let stop = if x["container_exit"].is_object() {
-                format!(
-                    " (container stopped, restarts {})",
-                    x["container_exit"]["restart_count"]
-                )
+                format!(" (container stopped, restarts {})", x["container_exit"]["restart_count"])
             } else {
                 String::new()
             };
             format!("{how}{stop}")
         }
         "setns" | "unshare" => {
-            let changed: Vec<String> = v["ns_change"]["changed"]
-                .as_array()
-                .map(|a| a.iter().map(&s).collect())
-                .unwrap_or_default();
+            let changed: Vec<String> = v["ns_change"]["changed"].as_array().map(|a| a.iter().map(&s).collect()).unwrap_or_default();
             let target = &v["ns_change"]["target"];
             let into = if target.is_object() {
-                format!(
-                    " into {}/{}/{}",
-                    s(&target["namespace"]),
-                    s(&target["pod"]),
-                    s(&target["container"])
-                )
+                format!(" into {}/{}/{}", s(&target["namespace"]), s(&target["pod"]), s(&target["container"]))
             } else {
                 String::new()
             };
             format!("changed [{}]{into}", changed.join(","))
         }
-        "oom_kill" => format!(
-            "victim {} ({})",
-            v["oom"]["victim_tgid"],
-            s(&v["oom"]["victim_comm"])
-        ),
-        "anomaly" => format!(
-            "{} {}: {}",
-            s(&v["anomaly"]["severity"]).to_uppercase(),
-            s(&v["anomaly"]["rule"]),
-            s(&v["anomaly"]["summary"])
-        ),
+        "oom_kill" => format!("victim {} ({})", v["oom"]["victim_tgid"], s(&v["oom"]["victim_comm"])),
+        "anomaly" => format!("{} {}: {}", s(&v["anomaly"]["severity"]).to_uppercase(), s(&v["anomaly"]["rule"]), s(&v["anomaly"]["summary"])),
         k if k.starts_with("cgroup") => s(&v["cgroup"]["path"]),
         _ => String::new(),
     }
@@ -79,22 +53,14 @@ pub fn text_line(json: &str, color: bool) -> Option<String> {
     let time = ts.get(11..23).unwrap_or(ts);
     let m = &v["metadata"];
     let who = match m["container"].as_str() {
-        Some(c) => format!(
-            "{}/{}/{}",
-            m["namespace"].as_str().unwrap_or(""),
-            m["pod"].as_str().unwrap_or(""),
-            c
-        ),
+        Some(c) => format!("{}/{}/{}", m["namespace"].as_str().unwrap_or(""), m["pod"].as_str().unwrap_or(""), c),
         None => format!("({})", m["state"].as_str().unwrap_or("host")),
     };
     let kind = v["kind"].as_str().unwrap_or("?");
     let p = &v["process"];
     let line = format!(
         "{time} {kind:<15} {who:<40} {:>7} {:<15} {}",
-        p["tgid"]
-            .as_u64()
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
+        p["tgid"].as_u64().map(|t| t.to_string()).unwrap_or_default(),
         p["comm"].as_str().unwrap_or(""),
         describe(&v)
     );
@@ -107,11 +73,7 @@ pub fn text_line(json: &str, color: bool) -> Option<String> {
         (_, _) if m["state"] == "host" => DIM,
         _ => "",
     };
-    Some(if paint.is_empty() {
-        line
-    } else {
-        format!("{paint}{line}{RESET}")
-    })
+    Some(if paint.is_empty() { line } else { format!("{paint}{line}{RESET}") })
 }
 
 #[cfg(test)]
@@ -122,19 +84,9 @@ mod tests {
             "metadata":{"state":"complete","namespace":"default","pod":"web","container":"nginx"},
             "anomaly":{"rule":"container_entered","severity":"warning","summary":"x entered y"}}"#;
         let plain = super::text_line(json, false).unwrap();
-        assert!(
-            plain.starts_with("00:11:58.738 anomaly         default/web/nginx"),
-            "{plain}"
-        );
-        assert!(
-            plain.ends_with("WARNING container_entered: x entered y"),
-            "{plain}"
-        );
-        assert!(
-            super::text_line(json, true)
-                .unwrap()
-                .starts_with(super::YELLOW)
-        );
+        assert!(plain.starts_with("00:11:58.738 anomaly         default/web/nginx"), "{plain}");
+        assert!(plain.ends_with("WARNING container_entered: x entered y"), "{plain}");
+        assert!(super::text_line(json, true).unwrap().starts_with(super::YELLOW));
         assert!(super::text_line("not json", false).is_none());
     }
 }

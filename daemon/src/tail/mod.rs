@@ -95,9 +95,6 @@ pub fn timeline_replay(db: std::path::PathBuf, flush_interval: std::time::Durati
         };
         let rows = crate::timeline::query(&db, &filter).map_err(|e| e.to_string())?;
         let run = crate::timeline::run_id();
-        Ok(rows
-            .into_iter()
-            .map(|r| (if r.run_id == run { r.seq } else { 0 }, r.json))
-            .collect())
+        Ok(rows.into_iter().map(|r| (if r.run_id == run { r.seq } else { 0 }, r.json)).collect())
     })
 }

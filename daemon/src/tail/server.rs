@@ -19,17 +19,11 @@ use super::{
 #[derive(Debug, thiserror::Error)]
 pub enum TailServerError {
     #[error("cannot create {dir}: {source}")]
-    Dir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    Dir { dir: PathBuf, source: std::io::Error },
     #[error("another podtrail already serves {0}")]
     InUse(PathBuf),
     #[error("cannot listen on {path}: {source}")]
-    Bind {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Bind { path: PathBuf, source: std::io::Error },
     #[error("tail.group {0:?} is not a group in /etc/group")]
     UnknownGroup(String),
 }
@@ -48,11 +42,7 @@ struct TailService {
 type FollowStream = Pin<Box<dyn Stream<Item = Result<TailMessage, Status>> + Send>>;
 
 fn event(json: String) -> TailMessage {
-    TailMessage {
-        event_json: json,
-        lagged: 0,
-        notice: String::new(),
-    }
+    TailMessage { event_json: json, lagged: 0, notice: String::new() }
 }
 
 #[tonic::async_trait]
@@ -61,20 +51,14 @@ impl tail_server::Tail for TailService {
 
     async fn follow(&self, req: Request<FollowRequest>) -> Result<Response<FollowStream>, Status> {
         let f = req.into_inner();
-        if let Some(bad) = f
-            .kinds
-            .iter()
-            .find(|k| !crate::event::KINDS.contains(&k.as_str()))
-        {
+        if let Some(bad) = f.kinds.iter().find(|k| !crate::event::KINDS.contains(&k.as_str())) {
             return Err(Status::invalid_argument(format!("unknown kind {bad:?}")));
         }
         let replay = match (f.since_unix_ns, &self.replay) {
             (0, _) => None,
             (_, Some(r)) => Some(r.clone()),
             (_, None) => {
-                return Err(Status::failed_precondition(
-                    "--since needs the timeline, which is disabled ([timeline] enabled = false)",
-                ));
+                return Err(Status::failed_precondition("--since needs the timeline, which is disabled ([timeline] enabled = false)"));
             }
         };
         // Subscribe before reading the store: nothing falls between replay and live.
@@ -99,13 +83,7 @@ impl tail_server::Tail for TailService {
                     }
                 }
                 let notice = format!("replayed {n} stored events; following live");
-                let _ = out
-                    .send(Ok(TailMessage {
-                        event_json: String::new(),
-                        lagged: 0,
-                        notice,
-                    }))
-                    .await;
+                let _ = out.send(Ok(TailMessage { event_json: String::new(), lagged: 0, notice })).await;
             }
             forward_live(rx, out, f, replayed_up_to).await;
         });
@@ -184,10 +162,7 @@ fn in_group(pid: Option<i32>, gid: u32, want: u32) -> bool {
 
 fn prepare(path: &Path) -> Result<(), TailServerError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| TailServerError::Dir {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| TailServerError::Dir { dir: dir.to_path_buf(), source })?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -210,44 +185,27 @@ pub fn serve(
         g => Some(group_gid(g).ok_or_else(|| TailServerError::UnknownGroup(g.to_string()))?),
     };
     prepare(path)?;
-    let listener =
-        tokio::net::UnixListener::bind(path).map_err(|source| TailServerError::Bind {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|source| TailServerError::Bind { path: path.to_path_buf(), source })?;
     let mode = if gid.is_some() { 0o660 } else { 0o600 };
     let perms = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-    let owner = gid
-        .map(|g| std::os::unix::fs::chown(path, Some(0), Some(g)))
-        .transpose();
+    let owner = gid.map(|g| std::os::unix::fs::chown(path, Some(0), Some(g))).transpose();
     if let Err(source) = perms.and(owner.map(|_| ())) {
-        return Err(TailServerError::Bind {
-            path: path.to_path_buf(),
-            source,
-        });
+        return Err(TailServerError::Bind { path: path.to_path_buf(), source });
     }
     tracing::info!("tail on unix://{} (mode {mode:o})", path.display());
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener).filter(move |conn| {
         let Ok(stream) = conn else { return true };
-        let Ok(cred) = stream.peer_cred() else {
-            return false;
-        };
+        let Ok(cred) = stream.peer_cred() else { return false };
         let ok = cred.uid() == 0 || gid.is_some_and(|g| in_group(cred.pid(), cred.gid(), g));
         if !ok {
-            tracing::warn!(
-                "tail: refused a client with uid {} (root or tail.group only)",
-                cred.uid()
-            );
+            tracing::warn!("tail: refused a client with uid {} (root or tail.group only)", cred.uid());
         }
         ok
     });
     let svc = tail_server::TailServer::new(TailService { tx, replay });
     tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(incoming)
-            .await
-        {
+        if let Err(e) = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await {
             tracing::warn!("tail service stopped: {e}");
         }
     });

@@ -33,35 +33,19 @@ pub enum TimelineError {
     )]
     Missing { path: PathBuf },
     #[error("cannot create the timeline directory {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Dir { path: PathBuf, source: std::io::Error },
     #[error("cannot create the timeline store {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
     #[error("timeline store {path}: {source}")]
-    Sql {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Sql { path: PathBuf, source: rusqlite::Error },
     #[error("timeline store {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error(
-        "{path} is an SQLite database but not a podtrail timeline store; point [timeline] path / --db elsewhere"
-    )]
+    #[error("{path} is an SQLite database but not a podtrail timeline store; point [timeline] path / --db elsewhere")]
     NotTimeline { path: PathBuf },
-    #[error(
-        "timeline store {path} has schema version {version}, newer than this podtrail understands"
-    )]
+    #[error("timeline store {path} has schema version {version}, newer than this podtrail understands")]
     NewerSchema { path: PathBuf, version: i64 },
     #[error("cannot move the corrupt timeline store {path} aside: {source}")]
-    MoveAside {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    MoveAside { path: PathBuf, source: std::io::Error },
     #[error("cannot start the timeline writer thread: {0}")]
     Thread(std::io::Error),
     #[error(
@@ -78,13 +62,10 @@ pub enum TimelineError {
 pub fn run_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
-        let from_kernel = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-            .map(|u| u.trim().replace('-', ""));
+        let from_kernel = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map(|u| u.trim().replace('-', ""));
         from_kernel.unwrap_or_else(|_| {
             // No procfs: time and pid are unique enough per node.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             format!("{:024x}{:08x}", now.as_nanos(), std::process::id())
         })
     })
@@ -94,20 +75,13 @@ pub fn run_id() -> &'static str {
 pub fn boot_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|u| u.trim().to_string())
-            .unwrap_or_default()
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|u| u.trim().to_string()).unwrap_or_default()
     })
 }
 
 /// `podtrail timeline`: prints the matching events (JSON lines as stored, or aligned text).
 /// Returns how many were printed.
-pub fn print(
-    db: &Path,
-    filter: &Filter,
-    format: Format,
-    out: &mut impl Write,
-) -> Result<usize, TimelineError> {
+pub fn print(db: &Path, filter: &Filter, format: Format, out: &mut impl Write) -> Result<usize, TimelineError> {
     let mut n = 0;
     match format {
         Format::Json => query_each(db, filter, |e| {

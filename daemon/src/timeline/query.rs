@@ -12,10 +12,7 @@ use super::{TimelineError, store};
 
 /// Every event kind the daemon stores.
 pub fn kinds() -> Vec<&'static str> {
-    let mut k: Vec<&'static str> = podtrail_common::EventKind::ALL
-        .iter()
-        .map(|k| k.name())
-        .collect();
+    let mut k: Vec<&'static str> = podtrail_common::EventKind::ALL.iter().map(|k| k.name()).collect();
     k.push("anomaly");
     k
 }
@@ -42,10 +39,7 @@ impl Filter {
     pub fn validate(&self) -> Result<(), TimelineError> {
         let known = kinds();
         if let Some(bad) = self.kinds.iter().find(|k| !known.contains(&k.as_str())) {
-            return Err(TimelineError::UnknownKind {
-                kind: bad.clone(),
-                known: known.join(", "),
-            });
+            return Err(TimelineError::UnknownKind { kind: bad.clone(), known: known.join(", ") });
         }
         Ok(())
     }
@@ -92,10 +86,7 @@ pub fn query_each(
     filter.validate()?;
     let conn = store::open_for_query(db)?;
     let (sql, args) = build_sql(filter, "run_id, boot_id, seq, ts_unix_ns, kind, json");
-    let err = |source| TimelineError::Sql {
-        path: db.to_path_buf(),
-        source,
-    };
+    let err = |source| TimelineError::Sql { path: db.to_path_buf(), source };
     let mut st = conn.prepare(&sql).map_err(err)?;
     let mut rows = st.query(rusqlite::params_from_iter(args)).map_err(err)?;
     while let Some(r) = rows.next().map_err(err)? {
@@ -117,28 +108,16 @@ pub fn query_each(
 pub fn container_width(db: &Path, filter: &Filter) -> Result<usize, TimelineError> {
     filter.validate()?;
     let conn = store::open_for_query(db)?;
-    let (sql, args) = build_sql(
-        filter,
-        "max(length(namespace) + length(pod) + length(container) + 2)",
-    );
-    let err = |source| TimelineError::Sql {
-        path: db.to_path_buf(),
-        source,
-    };
-    let w: Option<i64> = conn
-        .query_row(&sql, rusqlite::params_from_iter(args), |r| r.get(0))
-        .map_err(err)?;
+    let (sql, args) = build_sql(filter, "max(length(namespace) + length(pod) + length(container) + 2)");
+    let err = |source| TimelineError::Sql { path: db.to_path_buf(), source };
+    let w: Option<i64> = conn.query_row(&sql, rusqlite::params_from_iter(args), |r| r.get(0)).map_err(err)?;
     Ok((w.unwrap_or(0).max(0) as usize).max("pending".len()))
 }
 
 fn build_sql(filter: &Filter, columns: &str) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {columns} FROM events e WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
-    for (col, v) in [
-        ("namespace", &filter.namespace),
-        ("pod", &filter.pod),
-        ("container", &filter.container),
-    ] {
+    for (col, v) in [("namespace", &filter.namespace), ("pod", &filter.pod), ("container", &filter.container)] {
         if let Some(v) = v {
             args.push(Value::Text(v.clone()));
             sql += &format!(" AND e.{col} = ?{}", args.len());
@@ -174,19 +153,13 @@ fn build_sql(filter: &Filter, columns: &str) -> (String, Vec<Value>) {
 /// `--since` / `--until`: a duration before `now` (`10m`, `1h`, `2h30m`) or an RFC 3339 UTC
 /// time (`2026-01-02T15:04:05Z`). Returns Unix nanoseconds.
 pub fn parse_time(flag: &str, value: &str, now: SystemTime) -> Result<i64, TimelineError> {
-    let bad = || TimelineError::BadTime {
-        flag: flag.to_string(),
-        value: value.to_string(),
-    };
+    let bad = || TimelineError::BadTime { flag: flag.to_string(), value: value.to_string() };
     let v = value.trim();
     let at = if let Ok(d) = humantime::parse_duration(v) {
         now.checked_sub(d).unwrap_or(UNIX_EPOCH)
     } else {
         humantime::parse_rfc3339_weak(v).map_err(|_| bad())?
     };
-    let ns = at
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_nanos();
+    let ns = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_nanos();
     Ok(ns.min(i64::MAX as u128) as i64)
 }

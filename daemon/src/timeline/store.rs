@@ -104,10 +104,7 @@ impl Store {
     /// `<path>.corrupt-<unix time>` and a new store is created in its place.
     pub fn open(path: &Path, run_id: &str, boot_id: &str) -> Result<Opened, TimelineError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| TimelineError::Dir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| TimelineError::Dir { path: dir.to_path_buf(), source })?;
         }
         create_private(path)?;
         let t = Instant::now();
@@ -124,27 +121,15 @@ impl Store {
                 match try_open(path) {
                     Ok(conn) => (conn, Some((aside, reason))),
                     Err(OpenFailure::Corrupt(reason)) => {
-                        return Err(TimelineError::Corrupt {
-                            path: path.to_path_buf(),
-                            reason,
-                        });
+                        return Err(TimelineError::Corrupt { path: path.to_path_buf(), reason });
                     }
                     Err(OpenFailure::Other(e)) => return Err(e),
                 }
             }
             Err(OpenFailure::Other(e)) => return Err(e),
         };
-        let store = Store {
-            conn,
-            path: path.to_path_buf(),
-            run_id: run_id.into(),
-            boot_id: boot_id.into(),
-        };
-        Ok(Opened {
-            store,
-            moved_aside,
-            check_took: t.elapsed(),
-        })
+        let store = Store { conn, path: path.to_path_buf(), run_id: run_id.into(), boot_id: boot_id.into() };
+        Ok(Opened { store, moved_aside, check_took: t.elapsed() })
     }
 
     pub fn path(&self) -> &Path {
@@ -185,23 +170,13 @@ impl Store {
 
     /// Bytes of the database file in use (pages not on the free list).
     pub fn used_bytes(&self) -> rusqlite::Result<u64> {
-        let get = |p: &str| {
-            self.conn
-                .pragma_query_value(None, p, |r| r.get::<_, i64>(0))
-        };
-        let (pages, free, size) = (
-            get("page_count")?,
-            get("freelist_count")?,
-            get("page_size")?,
-        );
+        let get = |p: &str| self.conn.pragma_query_value(None, p, |r| r.get::<_, i64>(0));
+        let (pages, free, size) = (get("page_count")?, get("freelist_count")?, get("page_size")?);
         Ok(((pages - free).max(0) * size) as u64)
     }
 
     pub fn file_bytes(&self) -> rusqlite::Result<u64> {
-        let get = |p: &str| {
-            self.conn
-                .pragma_query_value(None, p, |r| r.get::<_, i64>(0))
-        };
+        let get = |p: &str| self.conn.pragma_query_value(None, p, |r| r.get::<_, i64>(0));
         Ok((get("page_count")? * get("page_size")?) as u64)
     }
 
@@ -209,19 +184,11 @@ impl Store {
     /// pages in use are under `max_bytes` (down to 90% of it, so that this does not run on
     /// every batch), and gives free pages back to the file system once they are a quarter
     /// of `max_bytes`.
-    pub fn retain(
-        &mut self,
-        now_unix_ns: i64,
-        max_age: Option<Duration>,
-        max_bytes: u64,
-    ) -> rusqlite::Result<Retained> {
+    pub fn retain(&mut self, now_unix_ns: i64, max_age: Option<Duration>, max_bytes: u64) -> rusqlite::Result<Retained> {
         let mut out = Retained::default();
         if let Some(age) = max_age {
             let cutoff = now_unix_ns.saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
-            out.by_age = self
-                .conn
-                .execute("DELETE FROM events WHERE ts_unix_ns < ?1", [cutoff])?
-                as u64;
+            out.by_age = self.conn.execute("DELETE FROM events WHERE ts_unix_ns < ?1", [cutoff])? as u64;
         }
         let target = max_bytes / 10 * 9;
         for _ in 0..32 {
@@ -229,18 +196,16 @@ impl Store {
             if used <= max_bytes && out.by_size == 0 || used <= target {
                 break;
             }
-            let rows: i64 = self
-                .conn
-                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+            let rows: i64 = self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
             if rows == 0 {
                 break;
             }
             let per_row = (used as f64 / rows as f64).max(1.0);
             let n = (((used - target) as f64 / per_row).ceil() as i64).clamp(1, rows);
-            out.by_size += self.conn.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)",
-                [n],
-            )? as u64;
+            out.by_size += self
+                .conn
+                .execute("DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)", [n])?
+                as u64;
         }
         let free = self.file_bytes()?.saturating_sub(self.used_bytes()?);
         if free > max_bytes / 4 {
@@ -256,72 +221,40 @@ impl Store {
 /// Opens `path` read-only for queries (no integrity check, no creation).
 pub fn open_for_query(path: &Path) -> Result<Connection, TimelineError> {
     if !path.exists() {
-        return Err(TimelineError::Missing {
-            path: path.to_path_buf(),
-        });
+        return Err(TimelineError::Missing { path: path.to_path_buf() });
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let sql = |source| TimelineError::Sql {
-        path: path.to_path_buf(),
-        source,
-    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let sql = |source| TimelineError::Sql { path: path.to_path_buf(), source };
     let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-    let id: i64 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(|e| {
-            if is_corruption(&e) {
-                TimelineError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                }
-            } else {
-                sql(e)
-            }
-        })?;
+    let id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(|e| {
+        if is_corruption(&e) {
+            TimelineError::Corrupt { path: path.to_path_buf(), reason: e.to_string() }
+        } else {
+            sql(e)
+        }
+    })?;
     if id != APPLICATION_ID {
-        return Err(TimelineError::NotTimeline {
-            path: path.to_path_buf(),
-        });
+        return Err(TimelineError::NotTimeline { path: path.to_path_buf() });
     }
     Ok(conn)
 }
 
 fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
-    )
+    matches!(e.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt))
 }
 
 fn try_open(path: &Path) -> Result<Connection, OpenFailure> {
-    let other = |source| {
-        OpenFailure::Other(TimelineError::Sql {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let classify = |e: rusqlite::Error| {
-        if is_corruption(&e) {
-            OpenFailure::Corrupt(e.to_string())
-        } else {
-            other(e)
-        }
-    };
+    let other = |source| OpenFailure::Other(TimelineError::Sql { path: path.to_path_buf(), source });
+    let classify = |e: rusqlite::Error| if is_corruption(&e) { OpenFailure::Corrupt(e.to_string()) } else { other(e) };
     let conn = Connection::open(path).map_err(classify)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(other)?;
     // The first read of the header: "file is not a database" shows here.
-    let app_id: i64 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(classify)?;
+    let app_id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(classify)?;
     let mut problems = Vec::new();
     {
         let mut st = conn.prepare("PRAGMA quick_check").map_err(classify)?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(classify)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(classify)?;
         for row in rows {
             let line = row.map_err(classify)?;
             if line != "ok" {
@@ -332,56 +265,31 @@ fn try_open(path: &Path) -> Result<Connection, OpenFailure> {
     if !problems.is_empty() {
         let n = problems.len();
         problems.truncate(3);
-        return Err(OpenFailure::Corrupt(format!(
-            "quick_check: {}{}",
-            problems.join("; "),
-            if n > 3 { " ..." } else { "" }
-        )));
+        return Err(OpenFailure::Corrupt(format!("quick_check: {}{}", problems.join("; "), if n > 3 { " ..." } else { "" })));
     }
     let tables: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
         .map_err(classify)?;
     if tables > 0 && app_id != APPLICATION_ID {
-        return Err(OpenFailure::Other(TimelineError::NotTimeline {
-            path: path.to_path_buf(),
-        }));
+        return Err(OpenFailure::Other(TimelineError::NotTimeline { path: path.to_path_buf() }));
     }
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(classify)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(classify)?;
     if version > SCHEMA_VERSION {
-        return Err(OpenFailure::Other(TimelineError::NewerSchema {
-            path: path.to_path_buf(),
-            version,
-        }));
+        return Err(OpenFailure::Other(TimelineError::NewerSchema { path: path.to_path_buf(), version }));
     }
     if tables == 0 {
         // Only takes effect before the first table is created.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(other)?;
-        conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(other)?;
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(other)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(other)?;
     }
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(classify)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(classify)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(
-            "timeline store {}: journal_mode is {mode}, not wal",
-            path.display()
-        );
+        tracing::warn!("timeline store {}: journal_mode is {mode}, not wal", path.display());
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(other)?;
-    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
-        .map_err(other)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(other)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT).map_err(other)?;
     conn.execute_batch(SCHEMA).map_err(classify)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(other)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(other)?;
     Ok(conn)
 }
 
@@ -390,27 +298,16 @@ fn try_open(path: &Path) -> Result<Connection, OpenFailure> {
 /// empty database to SQLite.
 fn create_private(path: &Path) -> Result<(), TimelineError> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(TimelineError::Create {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(TimelineError::Create { path: path.to_path_buf(), source }),
     }
 }
 
 /// Renames a corrupt store (and its WAL) to `<path>.corrupt-<unix time>[-N]`.
 fn move_aside(path: &Path) -> Result<PathBuf, TimelineError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let base = format!("{}.corrupt-{now}", path.display());
     let mut aside = PathBuf::from(&base);
     let mut n = 1;
@@ -418,10 +315,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, TimelineError> {
         aside = PathBuf::from(format!("{base}-{n}"));
         n += 1;
     }
-    std::fs::rename(path, &aside).map_err(|source| TimelineError::MoveAside {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    std::fs::rename(path, &aside).map_err(|source| TimelineError::MoveAside { path: path.to_path_buf(), source })?;
     let side = |suffix: &str| PathBuf::from(format!("{}{suffix}", path.display()));
     if side("-wal").exists() {
         let _ = std::fs::rename(side("-wal"), format!("{}-wal", aside.display()));

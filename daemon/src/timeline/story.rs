@@ -6,21 +6,10 @@ use super::query::StoredEvent;
 
 /// `<time> <kind> <namespace/pod/container> <description>`, columns aligned over `events`.
 pub fn text_lines(events: &[StoredEvent]) -> Vec<String> {
-    let parsed: Vec<Value> = events
-        .iter()
-        .map(|e| serde_json::from_str(&e.json).unwrap_or(Value::Null))
-        .collect();
-    let width = parsed
-        .iter()
-        .map(|v| who(v).chars().count())
-        .max()
-        .unwrap_or(0);
+    let parsed: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.json).unwrap_or(Value::Null)).collect();
+    let width = parsed.iter().map(|v| who(v).chars().count()).max().unwrap_or(0);
     let mut story = Story::new(width);
-    events
-        .iter()
-        .zip(&parsed)
-        .map(|(e, v)| story.line_of(e, v))
-        .collect()
+    events.iter().zip(&parsed).map(|(e, v)| story.line_of(e, v)).collect()
 }
 
 /// Text lines one event at a time (the container column padded to `width`), remembering
@@ -32,10 +21,7 @@ pub struct Story {
 
 impl Story {
     pub fn new(width: usize) -> Story {
-        Story {
-            width,
-            inits: RuncInits::default(),
-        }
+        Story { width, inits: RuncInits::default() }
     }
 
     pub fn line(&mut self, e: &StoredEvent) -> String {
@@ -49,9 +35,7 @@ impl Story {
         );
         let started = self.inits.starts(v);
         let (w, width) = (who(v), self.width);
-        format!("{ts}  {:<15} {w:<width$}  {}", e.kind, describe(v, started))
-            .trim_end()
-            .to_string()
+        format!("{ts}  {:<15} {w:<width$}  {}", e.kind, describe(v, started)).trim_end().to_string()
     }
 }
 
@@ -77,8 +61,7 @@ impl RuncInits {
                 }
                 // Without the fork in view: the runtime's init pid, when it reported it.
                 let m = &v["metadata"];
-                return s(v, "entry_path") == "entrypoint"
-                    && m["pid"].as_u64().is_some_and(|p| p != 0 && p == tgid);
+                return s(v, "entry_path") == "entrypoint" && m["pid"].as_u64().is_some_and(|p| p != 0 && p == tgid);
             }
             "exit" => self.0.retain(|p| *p != tgid),
             _ => {}
@@ -100,16 +83,8 @@ impl RuncInits {
 /// host), else `host`, or `pending` while the runtime had not reported it.
 fn who(v: &Value) -> String {
     let m = &v["metadata"];
-    let c = if m["container"].is_string() {
-        m
-    } else {
-        &v["ns_change"]["target"]
-    };
-    match (
-        c["namespace"].as_str(),
-        c["pod"].as_str(),
-        c["container"].as_str(),
-    ) {
+    let c = if m["container"].is_string() { m } else { &v["ns_change"]["target"] };
+    match (c["namespace"].as_str(), c["pod"].as_str(), c["container"].as_str()) {
         (Some(ns), Some(pod), Some(name)) => format!("{ns}/{pod}/{name}"),
         _ => m["state"].as_str().unwrap_or("?").to_string(),
     }
@@ -134,67 +109,30 @@ fn describe(v: &Value, started: bool) -> String {
     let kind = s(v, "kind");
     match kind {
         "exec" => exec(v, started),
-        "exec_failed" => format!(
-            "{} failed: {} (by {})",
-            s(&v["exec"], "filename"),
-            s(&v["exec"], "error"),
-            proc(v)
-        ),
+        "exec_failed" => format!("{} failed: {} (by {})", s(&v["exec"], "filename"), s(&v["exec"], "error"), proc(v)),
         "fork" => {
             let f = &v["fork"];
-            let ns: Vec<&str> = f["new_namespaces"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let ns = if ns.is_empty() {
-                String::new()
-            } else {
-                format!(" new namespaces {}", ns.join(","))
-            };
+            let ns: Vec<&str> = f["new_namespaces"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let ns = if ns.is_empty() { String::new() } else { format!(" new namespaces {}", ns.join(",")) };
             format!("{} forked {}{ns}", proc(v), f["child_pid"])
         }
         "exit" => exit(v),
         "setns" | "unshare" => {
             let n = &v["ns_change"];
-            let changed: Vec<&str> = n["changed"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let err = n["error"]
-                .as_str()
-                .map(|e| format!(" -> {e}"))
-                .unwrap_or_default();
-            let what = if kind == "setns"
-                && v["metadata"]["container"].is_null()
-                && n["target"].is_object()
-            {
+            let changed: Vec<&str> = n["changed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let err = n["error"].as_str().map(|e| format!(" -> {e}")).unwrap_or_default();
+            let what = if kind == "setns" && v["metadata"]["container"].is_null() && n["target"].is_object() {
                 "entered"
             } else {
                 kind
             };
-            let changed = if changed.is_empty() {
-                "(nothing changed)".into()
-            } else {
-                changed.join("+")
-            };
+            let changed = if changed.is_empty() { "(nothing changed)".into() } else { changed.join("+") };
             format!("{} {what} {changed}{}{err}", proc(v), via(v))
         }
         "oom_kill" => {
             let o = &v["oom"];
-            let mib = |x: &Value| {
-                x.as_u64()
-                    .map(|b| format!("{} MiB", b >> 20))
-                    .unwrap_or_else(|| "?".into())
-            };
-            let init = if o["victim_is_init"] == true {
-                ", the container's init"
-            } else {
-                ""
-            };
+            let mib = |x: &Value| x.as_u64().map(|b| format!("{} MiB", b >> 20)).unwrap_or_else(|| "?".into());
+            let init = if o["victim_is_init"] == true { ", the container's init" } else { "" };
             format!(
                 "OOM kill of {}({}): usage {} of limit {}{init}",
                 s(o, "victim_comm"),
@@ -208,12 +146,7 @@ fn describe(v: &Value, started: bool) -> String {
         "cgroup_freeze" | "cgroup_unfreeze" | "cgroup_frozen" => freeze(v),
         "anomaly" => {
             let a = &v["anomaly"];
-            format!(
-                "{} {}: {}",
-                s(a, "severity").to_uppercase(),
-                s(a, "rule"),
-                s(a, "summary")
-            )
+            format!("{} {}: {}", s(a, "severity").to_uppercase(), s(a, "rule"), s(a, "summary"))
         }
         _ => String::new(),
     }
@@ -221,38 +154,14 @@ fn describe(v: &Value, started: bool) -> String {
 
 fn exec(v: &Value, started: bool) -> String {
     let e = &v["exec"];
-    let args: Vec<&str> = e["args"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let cmd = if args.is_empty() {
-        s(e, "filename").to_string()
-    } else {
-        args.join(" ")
-    };
-    let cut = if e["args_truncated"] == true {
-        " …"
-    } else {
-        ""
-    };
+    let args: Vec<&str> = e["args"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let cmd = if args.is_empty() { s(e, "filename").to_string() } else { args.join(" ") };
+    let cut = if e["args_truncated"] == true { " …" } else { "" };
     if started {
-        let attempt = v["metadata"]["attempt"]
-            .as_u64()
-            .map(|a| format!(", attempt {a}"))
-            .unwrap_or_default();
-        format!(
-            "started: {cmd}{cut} (pid {}{attempt})",
-            v["process"]["tgid"]
-        )
+        let attempt = v["metadata"]["attempt"].as_u64().map(|a| format!(", attempt {a}")).unwrap_or_default();
+        format!("started: {cmd}{cut} (pid {}{attempt})", v["process"]["tgid"])
     } else {
-        format!(
-            "{cmd}{cut} (pid {}, parent {}){}",
-            v["process"]["tgid"],
-            v["process"]["ppid"],
-            via(v)
-        )
+        format!("{cmd}{cut} (pid {}, parent {}){}", v["process"]["tgid"], v["process"]["ppid"], via(v))
     }
 }
 
@@ -260,14 +169,7 @@ fn exit(v: &Value) -> String {
     let x = &v["exit"];
     let how = match (x["code"].as_u64(), x["signal_name"].as_str()) {
         (Some(c), _) => format!("exit code {c}"),
-        (_, Some(sig)) => format!(
-            "killed by {sig}{}",
-            if x["core_dumped"] == true {
-                " (core dumped)"
-            } else {
-                ""
-            }
-        ),
+        (_, Some(sig)) => format!("killed by {sig}{}", if x["core_dumped"] == true { " (core dumped)" } else { "" }),
         _ => format!("raw status {}", x["raw"]),
     };
     let ce = &x["container_exit"];
@@ -276,12 +178,7 @@ fn exit(v: &Value) -> String {
             .as_u64()
             .map(|ns| format!(", {:.1} s after the previous stop", ns as f64 / 1e9))
             .unwrap_or_default();
-        format!(
-            "container stopped: {how} ({}, restart {}, attempt {}{since})",
-            proc(v),
-            ce["restart_count"],
-            ce["attempt"]
-        )
+        format!("container stopped: {how} ({}, restart {}, attempt {}{since})", proc(v), ce["restart_count"], ce["attempt"])
     } else {
         format!("{} {how}", proc(v))
     }
@@ -296,10 +193,6 @@ fn freeze(v: &Value) -> String {
             None => "thawed".to_string(),
         },
     };
-    let src = if s(v, "source") == "kernel" {
-        String::new()
-    } else {
-        format!(" (via {})", s(v, "source"))
-    };
+    let src = if s(v, "source") == "kernel" { String::new() } else { format!(" (via {})", s(v, "source")) };
     format!("{what}{src}")
 }

@@ -77,11 +77,7 @@ impl TimelineSink {
             cfg.path.display(),
             super::run_id(),
             opened.check_took,
-            opened
-                .moved_aside
-                .as_ref()
-                .map(|(p, _)| format!("; corrupt store moved to {}", p.display()))
-                .unwrap_or_default()
+            opened.moved_aside.as_ref().map(|(p, _)| format!("; corrupt store moved to {}", p.display())).unwrap_or_default()
         );
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::sync_channel(cfg.queue_size.max(1));
@@ -206,45 +202,24 @@ impl Writer {
                 self.last_error = None;
             }
             Err(e) => {
-                self.counters
-                    .write_failed
-                    .fetch_add(batch.len() as u64, Relaxed);
-                self.warn_once(format!(
-                    "cannot write {} events to {}: {e}",
-                    batch.len(),
-                    self.store.path().display()
-                ));
+                self.counters.write_failed.fetch_add(batch.len() as u64, Relaxed);
+                self.warn_once(format!("cannot write {} events to {}: {e}", batch.len(), self.store.path().display()));
             }
         }
         batch.clear();
     }
 
     fn retain(&mut self, by_age: bool) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        match self
-            .store
-            .retain(now, by_age.then_some(self.max_age), self.max_bytes)
-        {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        match self.store.retain(now, by_age.then_some(self.max_age), self.max_bytes) {
             Ok(r) => {
                 let n = r.by_age + r.by_size;
                 if n > 0 {
                     self.counters.retention_deleted.fetch_add(n, Relaxed);
-                    tracing::debug!(
-                        "timeline retention: {} events older than {:?}, {} over {} bytes",
-                        r.by_age,
-                        self.max_age,
-                        r.by_size,
-                        self.max_bytes
-                    );
+                    tracing::debug!("timeline retention: {} events older than {:?}, {} over {} bytes", r.by_age, self.max_age, r.by_size, self.max_bytes);
                 }
             }
-            Err(e) => self.warn_once(format!(
-                "timeline retention on {} failed: {e}",
-                self.store.path().display()
-            )),
+            Err(e) => self.warn_once(format!("timeline retention on {} failed: {e}", self.store.path().display())),
         }
     }
 

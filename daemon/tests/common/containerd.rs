@@ -10,10 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::Daemon;
 
 pub fn env_script() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/containerd-test-env.sh"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/containerd-test-env.sh"))
 }
 
 static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -33,15 +30,8 @@ impl Env {
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock {MACHINE_LOCK}");
         let socket = run_script("up");
-        assert!(
-            socket.ends_with(".sock"),
-            "no socket path printed: {socket:?}"
-        );
-        Env {
-            socket,
-            _machine_lock: file,
-            _lock: lock,
-        }
+        assert!(socket.ends_with(".sock"), "no socket path printed: {socket:?}");
+        Env { socket, _machine_lock: file, _lock: lock }
     }
 
     /// Stops containerd only (shims and containers keep running), as a node upgrade does.
@@ -60,9 +50,7 @@ impl Env {
                 let mut c = client(&self.socket).await;
                 match c.list_pod_sandbox(ListPodSandboxRequest::default()).await {
                     Ok(_) => return,
-                    Err(e) if std::time::Instant::now() > deadline => {
-                        panic!("CRI not ready after restart: {e}")
-                    }
+                    Err(e) if std::time::Instant::now() > deadline => panic!("CRI not ready after restart: {e}"),
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
                 }
             }
@@ -71,36 +59,15 @@ impl Env {
 
     /// `ctr` against our containerd, in the CRI namespace.
     pub fn ctr(&self, args: &[&str]) {
-        let out = Command::new("ctr")
-            .args(["--address", &self.socket, "-n", "k8s.io"])
-            .args(args)
-            .output()
-            .expect("run ctr");
-        assert!(
-            out.status.success(),
-            "ctr {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("ctr").args(["--address", &self.socket, "-n", "k8s.io"]).args(args).output().expect("run ctr");
+        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
 fn run_script(cmd: &str) -> String {
-    let out = Command::new("bash")
-        .arg(env_script())
-        .arg(cmd)
-        .output()
-        .expect("run env script");
-    assert!(
-        out.status.success(),
-        "containerd-test-env.sh {cmd} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    let out = Command::new("bash").arg(env_script()).arg(cmd).output().expect("run env script");
+    assert!(out.status.success(), "containerd-test-env.sh {cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string()
 }
 
 impl Drop for Env {
@@ -116,30 +83,19 @@ pub fn resolved(d: &Daemon, ev: &Value, done: impl Fn(&Value) -> bool) -> Value 
         return ev.clone();
     }
     let seq = ev["seq"].clone();
-    let late = d.wait_for("late re-emit", 15, |v| {
-        v["metadata"]["state"] == "late" && v["metadata"]["late_of"] == seq
-    });
+    let late = d.wait_for("late re-emit", 15, |v| v["metadata"]["state"] == "late" && v["metadata"]["late_of"] == seq);
     assert!(done(&late), "late re-emit still incomplete: {late}");
     late
 }
 
 pub async fn client(socket: &str) -> RuntimeServiceClient<Channel> {
-    let ch = Endpoint::from_shared(format!("unix://{socket}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect CRI");
+    let ch = Endpoint::from_shared(format!("unix://{socket}")).unwrap().connect().await.expect("connect CRI");
     RuntimeServiceClient::new(ch)
 }
 
 pub fn sandbox_config(name: &str, uid: &str) -> PodSandboxConfig {
     PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: uid.into(),
-            namespace: "podtrail".into(),
-            attempt: 0,
-        }),
+        metadata: Some(PodSandboxMetadata { name: name.into(), uid: uid.into(), namespace: "podtrail".into(), attempt: 0 }),
         linux: Some(LinuxPodSandboxConfig {
             cgroup_parent: format!("/podtrail-test/pod-{uid}"),
             security_context: Some(LinuxSandboxSecurityContext {
@@ -155,24 +111,14 @@ pub fn sandbox_config(name: &str, uid: &str) -> PodSandboxConfig {
 /// What the kubelet asks for a pod without shareProcessNamespace: host network, and a pid
 /// namespace per container (CRI's default, POD, would share the pause's).
 fn kubelet_namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Container as i32,
-        ..Default::default()
-    }
+    NamespaceOption { network: NamespaceMode::Node as i32, pid: NamespaceMode::Container as i32, ..Default::default() }
 }
 
 /// A busybox container config running `cmd`.
 pub fn busybox(name: &str, attempt: u32, cmd: &[&str]) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt,
-        }),
-        image: Some(ImageSpec {
-            image: "podtrail.local/busybox:1".into(),
-            ..Default::default()
-        }),
+        metadata: Some(ContainerMetadata { name: name.into(), attempt }),
+        image: Some(ImageSpec { image: "podtrail.local/busybox:1".into(), ..Default::default() }),
         command: cmd.iter().map(|a| a.to_string()).collect(),
         linux: Some(LinuxContainerConfig {
             security_context: Some(LinuxContainerSecurityContext {
@@ -187,24 +133,15 @@ pub fn busybox(name: &str, attempt: u32, cmd: &[&str]) -> ContainerConfig {
 
 /// A host-network pod sandbox under /podtrail-test (the env script removes it).
 pub async fn run_sandbox(c: &mut RuntimeServiceClient<Channel>, pod: &str, uid: &str) -> String {
-    c.run_pod_sandbox(RunPodSandboxRequest {
-        config: Some(sandbox_config(pod, uid)),
-        runtime_handler: String::new(),
-    })
-    .await
-    .expect("RunPodSandbox")
-    .into_inner()
-    .pod_sandbox_id
+    c.run_pod_sandbox(RunPodSandboxRequest { config: Some(sandbox_config(pod, uid)), runtime_handler: String::new() })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id
 }
 
 /// Creates and starts a container in `sandbox`; returns its id.
-pub async fn start_container(
-    c: &mut RuntimeServiceClient<Channel>,
-    sandbox: &str,
-    pod: &str,
-    uid: &str,
-    cc: ContainerConfig,
-) -> String {
+pub async fn start_container(c: &mut RuntimeServiceClient<Channel>, sandbox: &str, pod: &str, uid: &str, cc: ContainerConfig) -> String {
     let cid = c
         .create_container(CreateContainerRequest {
             pod_sandbox_id: sandbox.to_string(),
@@ -215,22 +152,12 @@ pub async fn start_container(
         .expect("CreateContainer")
         .into_inner()
         .container_id;
-    c.start_container(StartContainerRequest {
-        container_id: cid.clone(),
-    })
-    .await
-    .expect("StartContainer");
+    c.start_container(StartContainerRequest { container_id: cid.clone() }).await.expect("StartContainer");
     cid
 }
 
 /// A pod with one busybox container running `cmd`. Returns (sandbox id, container id).
-pub async fn run_pod(
-    c: &mut RuntimeServiceClient<Channel>,
-    pod: &str,
-    uid: &str,
-    container: &str,
-    cmd: &[&str],
-) -> (String, String) {
+pub async fn run_pod(c: &mut RuntimeServiceClient<Channel>, pod: &str, uid: &str, container: &str, cmd: &[&str]) -> (String, String) {
     let sandbox = run_sandbox(c, pod, uid).await;
     let cid = start_container(c, &sandbox, pod, uid, busybox(container, 0, cmd)).await;
     (sandbox, cid)
@@ -239,10 +166,7 @@ pub async fn run_pod(
 /// The container's init pid on the host (from ContainerStatus verbose info).
 pub async fn container_pid(c: &mut RuntimeServiceClient<Channel>, cid: &str) -> u32 {
     let st = c
-        .container_status(ContainerStatusRequest {
-            container_id: cid.to_string(),
-            verbose: true,
-        })
+        .container_status(ContainerStatusRequest { container_id: cid.to_string(), verbose: true })
         .await
         .expect("ContainerStatus")
         .into_inner();
@@ -257,18 +181,10 @@ pub async fn remove_pod(socket: &str, sandbox: String) {
     let mut c = client(socket).await;
     let mut last = None;
     for _ in 0..10 {
-        let stop = c
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: sandbox.clone(),
-            })
-            .await;
+        let stop = c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await;
         match stop {
             Ok(_) => {
-                c.remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: sandbox,
-                })
-                .await
-                .expect("RemovePodSandbox");
+                c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
                 return;
             }
             Err(e) => last = Some(e),

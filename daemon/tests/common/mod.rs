@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub mod containerd;
-pub mod prometheus;
 pub mod tail;
+pub mod prometheus;
 
 use std::{
     io::{BufRead, BufReader},
@@ -48,10 +48,7 @@ fn next_tail_socket() -> String {
 pub fn temp_timeline(name: &str) -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!(
-        "podtrail-test-{name}-{}-{n}.db",
-        std::process::id()
-    ))
+    std::env::temp_dir().join(format!("podtrail-test-{name}-{}-{n}.db", std::process::id()))
 }
 
 /// Removes a store and its WAL / shared-memory files.
@@ -64,32 +61,20 @@ pub fn remove_store(path: &std::path::Path) {
 impl Daemon {
     pub fn start(extra: &[&str]) -> Daemon {
         // Drain often so tests see events quickly, unless the test sets its own interval.
-        let drain: &[&str] = if extra.contains(&"--drain-interval-ms") {
-            &[]
-        } else {
-            &["--drain-interval-ms", "10"]
-        };
+        let drain: &[&str] =
+            if extra.contains(&"--drain-interval-ms") { &[] } else { &["--drain-interval-ms", "10"] };
         // Tests run daemons in parallel: each gets its own ephemeral metrics port.
-        let metrics: &[&str] = if extra
-            .iter()
-            .any(|a| a.starts_with("--metrics-addr") || *a == "--no-metrics")
-        {
+        let metrics: &[&str] = if extra.iter().any(|a| a.starts_with("--metrics-addr") || *a == "--no-metrics") {
             &[]
         } else {
             &["--metrics-addr", "127.0.0.1:0"]
         };
         // ... and its own tail socket (never the node's /run/podtrail one).
         let tail_socket = next_tail_socket();
-        let tail: Vec<&str> = if extra.contains(&"--tail-socket") {
-            vec![]
-        } else {
-            vec!["--tail-socket", &tail_socket]
-        };
+        let tail: Vec<&str> =
+            if extra.contains(&"--tail-socket") { vec![] } else { vec!["--tail-socket", &tail_socket] };
         // Tests run daemons in parallel: each gets its own timeline store.
-        let own_timeline = if extra
-            .iter()
-            .any(|a| *a == "--timeline-path" || *a == "--no-timeline")
-        {
+        let own_timeline = if extra.iter().any(|a| *a == "--timeline-path" || *a == "--no-timeline") {
             None
         } else {
             Some(temp_timeline("timeline"))
@@ -129,29 +114,15 @@ impl Daemon {
                 s.push('\n');
             }
         });
-        let tail_socket = if tail.is_empty() {
-            String::new()
-        } else {
-            tail_socket
-        };
-        let mut d = Daemon {
-            child,
-            events,
-            stderr,
-            tail_socket,
-            own_timeline,
-        };
+        let tail_socket = if tail.is_empty() { String::new() } else { tail_socket };
+        let mut d = Daemon { child, events, stderr, tail_socket, own_timeline };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !d.stderr.lock().unwrap().contains("podtrail ready") {
             if let Ok(Some(status)) = d.child.try_wait() {
                 std::thread::sleep(Duration::from_millis(50));
                 panic!("podtrail exited early ({status}): {}", d.stderr());
             }
-            assert!(
-                Instant::now() < deadline,
-                "podtrail not ready after 30s: {}",
-                d.stderr()
-            );
+            assert!(Instant::now() < deadline, "podtrail not ready after 30s: {}", d.stderr());
             std::thread::sleep(Duration::from_millis(20));
         }
         d
@@ -160,10 +131,7 @@ impl Daemon {
     /// `host:port` of the daemon's /metrics listener (from its start-up log).
     pub fn metrics_addr(&self) -> String {
         let err = self.stderr();
-        let rest = err
-            .split("metrics on http://")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no metrics listener logged: {err}"));
+        let rest = err.split("metrics on http://").nth(1).unwrap_or_else(|| panic!("no metrics listener logged: {err}"));
         rest.split('/').next().unwrap().to_string()
     }
 
@@ -184,12 +152,9 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let evs = self.events();
-                let tail: Vec<String> = evs.iter().rev().take(15).map(|v| v.to_string()).collect();
-                panic!(
-                    "no event for {what} within {secs}s ({} events seen); last ones:\n{}",
-                    evs.len(),
-                    tail.join("\n")
-                );
+                let tail: Vec<String> =
+                    evs.iter().rev().take(15).map(|v| v.to_string()).collect();
+                panic!("no event for {what} within {secs}s ({} events seen); last ones:\n{}", evs.len(), tail.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -199,23 +164,13 @@ impl Daemon {
     pub fn wait_stderr(&self, text: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !self.stderr().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} in the daemon's log within {secs}s:\n{}",
-                self.stderr()
-            );
+            assert!(Instant::now() < deadline, "no {text:?} in the daemon's log within {secs}s:\n{}", self.stderr());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn all(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|v| pred(v))
-            .cloned()
-            .collect()
+        self.events.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()
     }
 
     pub fn pid(&self) -> u32 {
@@ -246,10 +201,7 @@ impl Daemon {
         std::thread::sleep(Duration::from_millis(50));
         let stderr = self.stderr();
         assert!(status.success(), "podtrail exited with {status}: {stderr}");
-        assert!(
-            stderr.contains("podtrail stopped"),
-            "no stop summary: {stderr}"
-        );
+        assert!(stderr.contains("podtrail stopped"), "no stop summary: {stderr}");
         let drops = self.all(|v| v["kind"] == "drops");
         (stderr, drops)
     }
@@ -277,24 +229,17 @@ pub fn tgid(v: &Value) -> u64 {
 
 /// Inode numbers of /proc/<pid>/ns/*.
 pub fn ns_inode(pid: u32, ns: &str) -> u64 {
-    std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
-        .map(|m| m.ino())
-        .unwrap_or_else(|e| panic!("stat /proc/{pid}/ns/{ns}: {e}"))
+    std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).map(|m| m.ino()).unwrap_or_else(|e| panic!("stat /proc/{pid}/ns/{ns}: {e}"))
 }
 
 pub fn inode(path: &str) -> u64 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("stat {path}: {e}"))
-        .ino()
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {path}: {e}")).ino()
 }
 
 /// The cgroup2 directory of a process on this hybrid host.
 pub fn cgroup2_dir(pid: u32) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let rel = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .expect("no cgroup2 line");
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::")).expect("no cgroup2 line");
     format!("{}{}", unified_root(), rel)
 }
 
@@ -323,8 +268,7 @@ impl TempCgroup {
     }
 
     pub fn write(&self, name: &str, value: &str) {
-        std::fs::write(self.file(name), value)
-            .unwrap_or_else(|e| panic!("write {}: {e}", self.file(name)));
+        std::fs::write(self.file(name), value).unwrap_or_else(|e| panic!("write {}: {e}", self.file(name)));
     }
 
     pub fn read(&self, name: &str) -> String {
@@ -338,8 +282,7 @@ impl Drop for TempCgroup {
         let _ = std::fs::write(self.file("cgroup.freeze"), "0");
         let _ = std::fs::write(self.file("freezer.state"), "THAWED");
         for _ in 0..200 {
-            if std::fs::remove_dir(&self.path).is_ok() || !std::path::Path::new(&self.path).exists()
-            {
+            if std::fs::remove_dir(&self.path).is_ok() || !std::path::Path::new(&self.path).exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -355,8 +298,7 @@ impl TempConfig {
     pub fn new(text: &str) -> TempConfig {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("podtrail-test-{}-{n}.toml", std::process::id()));
+        let path = std::env::temp_dir().join(format!("podtrail-test-{}-{n}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
         TempConfig(path)
     }

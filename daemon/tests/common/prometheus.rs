@@ -14,38 +14,25 @@ use super::Reaped;
 /// GET over plain HTTP/1.0; returns the body.
 pub fn http_get(addr: &str, path: &str, accept: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "GET {path}: {head}"
-    );
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
     body.to_string()
 }
 
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Prometheus {
@@ -66,11 +53,7 @@ impl Prometheus {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("prometheus.yml");
-        let targets = targets
-            .iter()
-            .map(|t| format!("'{t}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let targets = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
         std::fs::write(
             &cfg,
             format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: podtrail\n    static_configs:\n      - targets: [{targets}]\n"),
@@ -79,53 +62,31 @@ impl Prometheus {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
             .spawn()
             .expect("start prometheus (bootstrap installs Debian's package)");
-        Prometheus {
-            addr,
-            _proc: Reaped(child),
-            dir,
-        }
+        Prometheus { addr, _proc: Reaped(child), dir }
     }
 
     /// An instant query's result vector; empty on any error (see [`Prometheus::try_query`]).
     pub fn query(&self, q: &str) -> Vec<Value> {
-        self.try_query(q)
-            .ok()
-            .and_then(|v| v["result"].as_array().cloned())
-            .unwrap_or_default()
+        self.try_query(q).ok().and_then(|v| v["result"].as_array().cloned()).unwrap_or_default()
     }
 
     /// An instant query's `data` (`resultType`, `result`), or what went wrong: Prometheus'
     /// own error (`bad_data: parse error ...`) or the transport's.
     pub fn try_query(&self, q: &str) -> Result<Value, String> {
-        let mut s =
-            TcpStream::connect(&self.addr).map_err(|e| format!("connect {}: {e}", self.addr))?;
-        write!(
-            s,
-            "GET /api/v1/query?query={} HTTP/1.0\r\nHost: {}\r\n\r\n",
-            urlencode(q),
-            self.addr
-        )
-        .map_err(|e| e.to_string())?;
+        let mut s = TcpStream::connect(&self.addr).map_err(|e| format!("connect {}: {e}", self.addr))?;
+        write!(s, "GET /api/v1/query?query={} HTTP/1.0\r\nHost: {}\r\n\r\n", urlencode(q), self.addr).map_err(|e| e.to_string())?;
         let mut out = String::new();
         s.read_to_string(&mut out).map_err(|e| e.to_string())?;
         let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        let v: Value =
-            serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {body:.200}"))?;
+        let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {body:.200}"))?;
         if v["status"] != "success" {
-            return Err(format!(
-                "{}: {}",
-                v["errorType"].as_str().unwrap_or("?"),
-                v["error"].as_str().unwrap_or(body)
-            ));
+            return Err(format!("{}: {}", v["errorType"].as_str().unwrap_or("?"), v["error"].as_str().unwrap_or(body)));
         }
         Ok(v["data"].clone())
     }
@@ -150,10 +111,7 @@ impl Prometheus {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        panic!(
-            "Prometheus query {q} never satisfied; last result {last:?}\nprometheus log tail:\n{}",
-            self.log_tail()
-        );
+        panic!("Prometheus query {q} never satisfied; last result {last:?}\nprometheus log tail:\n{}", self.log_tail());
     }
 }
 

@@ -40,18 +40,13 @@ impl Tail {
         let l = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("tail printed non-JSON {line:?}: {e}"));
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("tail printed non-JSON {line:?}: {e}"));
                 l.lock().unwrap().push(v);
             }
         });
         // Connected once the daemon counts a subscriber: give it a moment.
         std::thread::sleep(Duration::from_millis(300));
-        Tail {
-            _child: Reaped(child),
-            lines,
-            notices,
-        }
+        Tail { _child: Reaped(child), lines, notices }
     }
 
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -60,11 +55,7 @@ impl Tail {
             if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
                 return v.clone();
             }
-            assert!(
-                Instant::now() < deadline,
-                "tail never showed {what}; its stderr: {}",
-                self.notices.lock().unwrap()
-            );
+            assert!(Instant::now() < deadline, "tail never showed {what}; its stderr: {}", self.notices.lock().unwrap());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -73,3 +64,4 @@ impl Tail {
         self.lines.lock().unwrap().clone()
     }
 }
+

@@ -18,9 +18,7 @@ fn cgroup_event(ctx: &TracePointContext, kind: EventKind) -> u32 {
     if root != global!(PROBE_CONFIG.cgroup2_hierarchy) {
         return 0;
     }
-    let Some(mut entry) = reserve::<CgroupEvent>(kind) else {
-        return 0;
-    };
+    let Some(mut entry) = reserve::<CgroupEvent>(kind) else { return 0 };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is a reservation of size_of::<CgroupEvent>().
     unsafe {

@@ -35,17 +35,11 @@ static EXEC_STASH: LruHashMap<u64, ExecStash> = LruHashMap::with_max_entries(163
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    let Some(mut entry) = reserve::<ExecEvent>(EventKind::Exec) else {
-        return 0;
-    };
+    let Some(mut entry) = reserve::<ExecEvent>(EventKind::Exec) else { return 0 };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is a reservation of size_of::<ExecEvent>(); fields are written in place.
     unsafe {
-        fill_header(
-            &raw mut (*ev).header,
-            EventKind::Exec,
-            size_of::<ExecEvent>(),
-        );
+        fill_header(&raw mut (*ev).header, EventKind::Exec, size_of::<ExecEvent>());
         let (len, cut) = read_data_loc_str(
             &ctx,
             tpoff!(exec_filename),
@@ -64,16 +58,15 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let total = end.wrapping_sub(start);
         let mut len = 0u64;
         if start != 0 && end > start {
-            len = if total > ARGS_LEN as u64 {
-                ARGS_LEN as u64
-            } else {
-                total
-            };
+            len = if total > ARGS_LEN as u64 { ARGS_LEN as u64 } else { total };
             if total > ARGS_LEN as u64 {
                 flags |= EXEC_ARGS_TRUNCATED;
             }
-            let rc =
-                bpf_probe_read_user((&raw mut (*ev).args).cast(), len as u32, start as *const _);
+            let rc = bpf_probe_read_user(
+                (&raw mut (*ev).args).cast(),
+                len as u32,
+                start as *const _,
+            );
             if rc != 0 {
                 len = 0;
                 flags |= EXEC_ARGS_UNREADABLE;
@@ -94,11 +87,7 @@ fn stash(stash: ExecStash) {
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
     let filename = tp_field::<u64>(&ctx, tpoff!(execve_filename));
-    stash(ExecStash {
-        filename,
-        dirfd: AT_FDCWD,
-        flags: 0,
-    });
+    stash(ExecStash { filename, dirfd: AT_FDCWD, flags: 0 });
     0
 }
 
@@ -106,35 +95,23 @@ pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     let filename = tp_field::<u64>(&ctx, tpoff!(execveat_filename));
     let dirfd = tp_field::<u64>(&ctx, tpoff!(execveat_fd)) as i32;
-    stash(ExecStash {
-        filename,
-        dirfd,
-        flags: EXEC_VIA_EXECVEAT,
-    });
+    stash(ExecStash { filename, dirfd, flags: EXEC_VIA_EXECVEAT });
     0
 }
 
 /// Attached to both `sys_exit_execve` and `sys_exit_execveat`.
 #[tracepoint]
 pub fn sys_exit_exec(ctx: TracePointContext) -> u32 {
-    let Some(stashed) = stash_take(&EXEC_STASH) else {
-        return 0;
-    };
+    let Some(stashed) = stash_take(&EXEC_STASH) else { return 0 };
     let ret = tp_field::<i64>(&ctx, tpoff!(sys_exit_ret));
     if ret >= 0 {
         return 0; // success is reported by sched_process_exec
     }
-    let Some(mut entry) = reserve::<ExecEvent>(EventKind::ExecFailed) else {
-        return 0;
-    };
+    let Some(mut entry) = reserve::<ExecEvent>(EventKind::ExecFailed) else { return 0 };
     let ev = entry.as_mut_ptr();
     // SAFETY: as above; the filename is user memory of the (unchanged) calling image.
     unsafe {
-        fill_header(
-            &raw mut (*ev).header,
-            EventKind::ExecFailed,
-            size_of::<ExecEvent>(),
-        );
+        fill_header(&raw mut (*ev).header, EventKind::ExecFailed, size_of::<ExecEvent>());
         let n = bpf_probe_read_user_str(
             (&raw mut (*ev).filename).cast(),
             FILENAME_LEN as u32,

@@ -5,19 +5,12 @@ pub mod namespaces;
 pub mod oom;
 pub mod process;
 
-use aya_ebpf::{
-    EbpfContext, helpers::generated::bpf_probe_read_kernel_str, programs::TracePointContext,
-};
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, programs::TracePointContext, EbpfContext};
 
 /// Copies a tracepoint `__data_loc` string (low 16 bits: offset in the record, high 16:
 /// length) into `dst`. Returns bytes copied without the NUL, and whether it was cut.
 #[inline(always)]
-pub fn read_data_loc_str(
-    ctx: &TracePointContext,
-    loc_off: usize,
-    dst: *mut u8,
-    cap: usize,
-) -> (u32, bool) {
+pub fn read_data_loc_str(ctx: &TracePointContext, loc_off: usize, dst: *mut u8, cap: usize) -> (u32, bool) {
     // SAFETY: reading 4 bytes of the tracepoint record via the fault-safe helper.
     let loc: u32 = unsafe { ctx.read_at::<u32>(loc_off) }.unwrap_or(0);
     let src = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);

@@ -53,58 +53,30 @@ pub fn sys_enter_setns(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_unshare(ctx: TracePointContext) -> u32 {
-    stash(
-        EventKind::Unshare,
-        -1,
-        tp_field::<u64>(&ctx, tpoff!(unshare_flags)),
-    );
+    stash(EventKind::Unshare, -1, tp_field::<u64>(&ctx, tpoff!(unshare_flags)));
     0
 }
 
 #[inline(always)]
 fn changed(a: &Namespaces, b: &Namespaces) -> u32 {
     let mut m = 0;
-    if a.mnt != b.mnt {
-        m |= NS_MNT
-    }
-    if a.pid != b.pid {
-        m |= NS_PID
-    }
-    if a.net != b.net {
-        m |= NS_NET
-    }
-    if a.uts != b.uts {
-        m |= NS_UTS
-    }
-    if a.ipc != b.ipc {
-        m |= NS_IPC
-    }
-    if a.user != b.user {
-        m |= NS_USER
-    }
-    if a.cgroup != b.cgroup {
-        m |= NS_CGROUP
-    }
-    if a.pid_for_children != b.pid_for_children {
-        m |= NS_PID_FOR_CHILDREN
-    }
+    if a.mnt != b.mnt { m |= NS_MNT }
+    if a.pid != b.pid { m |= NS_PID }
+    if a.net != b.net { m |= NS_NET }
+    if a.uts != b.uts { m |= NS_UTS }
+    if a.ipc != b.ipc { m |= NS_IPC }
+    if a.user != b.user { m |= NS_USER }
+    if a.cgroup != b.cgroup { m |= NS_CGROUP }
+    if a.pid_for_children != b.pid_for_children { m |= NS_PID_FOR_CHILDREN }
     m
 }
 
 /// Attached to `sys_exit_setns` and `sys_exit_unshare`.
 #[tracepoint]
 pub fn sys_exit_ns(ctx: TracePointContext) -> u32 {
-    let Some(s) = stash_take(&NS_STASH) else {
-        return 0;
-    };
-    let kind = if s.kind == EventKind::Setns as u32 {
-        EventKind::Setns
-    } else {
-        EventKind::Unshare
-    };
-    let Some(mut entry) = reserve::<NsChangeEvent>(kind) else {
-        return 0;
-    };
+    let Some(s) = stash_take(&NS_STASH) else { return 0 };
+    let kind = if s.kind == EventKind::Setns as u32 { EventKind::Setns } else { EventKind::Unshare };
+    let Some(mut entry) = reserve::<NsChangeEvent>(kind) else { return 0 };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is a reservation of size_of::<NsChangeEvent>().
     unsafe {

@@ -13,17 +13,11 @@ use crate::{
 #[raw_tracepoint(tracepoint = "mark_victim")]
 pub fn mark_victim(ctx: RawTracePointContext) -> u32 {
     let victim = ctx.arg::<u64>(0) as KPtr;
-    let Some(mut entry) = reserve::<OomKillEvent>(EventKind::OomKill) else {
-        return 0;
-    };
+    let Some(mut entry) = reserve::<OomKillEvent>(EventKind::OomKill) else { return 0 };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is a reservation of size_of::<OomKillEvent>().
     unsafe {
-        fill_header(
-            &raw mut (*ev).header,
-            EventKind::OomKill,
-            size_of::<OomKillEvent>(),
-        );
+        fill_header(&raw mut (*ev).header, EventKind::OomKill, size_of::<OomKillEvent>());
         (*ev).victim_pid = read_kernel::<u32>(victim, koff!(task_pid)).unwrap_or(0);
         (*ev).victim_tgid = read_kernel::<u32>(victim, koff!(task_tgid)).unwrap_or(0);
         (*ev).victim_cgroup_id = task_cgroup2_id(victim);

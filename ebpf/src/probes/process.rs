@@ -45,9 +45,7 @@ pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
         bpf_probe_read_user(
             (&raw mut flags).cast(),
             8,
-            (uargs as *const u8)
-                .wrapping_add(koff!(clone_args_flags))
-                .cast(),
+            (uargs as *const u8).wrapping_add(koff!(clone_args_flags)).cast(),
         )
     };
     if rc == 0 {
@@ -66,9 +64,7 @@ pub fn sys_exit_clone(_ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
-    let Some(mut entry) = reserve::<ForkEvent>(EventKind::Fork) else {
-        return 0;
-    };
+    let Some(mut entry) = reserve::<ForkEvent>(EventKind::Fork) else { return 0 };
     let key = pid_tgid();
     // SAFETY: copied out immediately.
     let stashed = unsafe { CLONE_STASH.get(&key) }.copied();
@@ -76,11 +72,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is a reservation of size_of::<ForkEvent>().
     unsafe {
-        fill_header(
-            &raw mut (*ev).header,
-            EventKind::Fork,
-            size_of::<ForkEvent>(),
-        );
+        fill_header(&raw mut (*ev).header, EventKind::Fork, size_of::<ForkEvent>());
         let (clone_flags, mut flags) = match stashed {
             Some(f) => (f, FORK_FLAGS_KNOWN),
             None => (0, 0),
@@ -103,18 +95,12 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    let Some(mut entry) = reserve::<ExitEvent>(EventKind::Exit) else {
-        return 0;
-    };
+    let Some(mut entry) = reserve::<ExitEvent>(EventKind::Exit) else { return 0 };
     let ev = entry.as_mut_ptr();
     let group_dead_off = tpoff!(exit_group_dead);
     // SAFETY: `ev` is a reservation of size_of::<ExitEvent>().
     unsafe {
-        fill_header(
-            &raw mut (*ev).header,
-            EventKind::Exit,
-            size_of::<ExitEvent>(),
-        );
+        fill_header(&raw mut (*ev).header, EventKind::Exit, size_of::<ExitEvent>());
         (*ev).exit_code = read_kernel::<u32>(current_task(), koff!(task_exit_code)).unwrap_or(0);
         (*ev).group_dead = if group_dead_off == ABSENT as usize {
             EXIT_GROUP_DEAD_UNKNOWN

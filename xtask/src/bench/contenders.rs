@@ -76,10 +76,7 @@ impl Contender {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        ensure!(
-            install(false) || install(true),
-            "apt-get install {pkg} failed"
-        );
+        ensure!(install(false) || install(true), "apt-get install {pkg} failed");
         Ok(())
     }
 
@@ -112,17 +109,9 @@ impl Contender {
         let f: Vec<&str> = line.split_whitespace().collect();
         match self {
             // exec <pid> <ppid> <uid> <cgroup> <comm> <filename>
-            Contender::Bpftrace => {
-                f.first() == Some(&"exec")
-                    && f.get(2) == Some(&&*our_pid.to_string())
-                    && f.last() == Some(&super::STORM_BIN)
-            }
+            Contender::Bpftrace => f.first() == Some(&"exec") && f.get(2) == Some(&&*our_pid.to_string()) && f.last() == Some(&super::STORM_BIN),
             // PCOMM PID PPID RET ARGS...
-            Contender::Execsnoop => {
-                f.get(2) == Some(&&*our_pid.to_string())
-                    && f.get(3) == Some(&"0")
-                    && f.get(4) == Some(&super::STORM_BIN)
-            }
+            Contender::Execsnoop => f.get(2) == Some(&&*our_pid.to_string()) && f.get(3) == Some(&"0") && f.get(4) == Some(&super::STORM_BIN),
         }
     }
 }
@@ -157,14 +146,8 @@ pub fn timed_storm(c: Contender, n: usize) -> anyhow::Result<ContenderRun> {
     let took = storm(n)?;
     thread::sleep(Duration::from_millis(300)); // let it print the last events
     guard.interrupt()?;
-    let seen = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("{} reader panicked", c.name()))?;
-    Ok(ContenderRun {
-        name: c.name(),
-        took,
-        seen,
-    })
+    let seen = reader.join().map_err(|_| anyhow::anyhow!("{} reader panicked", c.name()))?;
+    Ok(ContenderRun { name: c.name(), took, seen })
 }
 
 /// Kills the contender if anything goes wrong before it is interrupted.

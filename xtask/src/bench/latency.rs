@@ -25,15 +25,9 @@ pub(super) fn footprint(pid: u32) -> (u64, f64) {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, t)| t.split_whitespace().collect())
-        .unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, t)| t.split_whitespace().collect()).unwrap_or_default();
     // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the comm.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
-        .sum();
+    let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     (rss, ticks as f64 / hz)
@@ -85,14 +79,9 @@ pub fn run(bin: &Path, target: &Path, n: usize) -> anyhow::Result<Value> {
             if !(line.contains(&storm_exec) && line.contains(&our_child)) {
                 continue;
             }
-            let ts = serde_json::from_str::<Value>(&line)
-                .ok()
-                .and_then(|v| humantime::parse_rfc3339(v["ts"].as_str()?).ok());
+            let ts = serde_json::from_str::<Value>(&line).ok().and_then(|v| humantime::parse_rfc3339(v["ts"].as_str()?).ok());
             if let Some(ts) = ts {
-                let ms = read_at
-                    .duration_since(ts)
-                    .map(|d| d.as_secs_f64() * 1e3)
-                    .unwrap_or(0.0);
+                let ms = read_at.duration_since(ts).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0);
                 s.lock().expect("samples").push(ms);
             }
         }
@@ -110,11 +99,7 @@ pub fn run(bin: &Path, target: &Path, n: usize) -> anyhow::Result<Value> {
     let run = daemon.stop()?;
     let mut lat = samples.lock().expect("samples").clone();
     lat.sort_by(f64::total_cmp);
-    ensure!(
-        lat.len() == n,
-        "tail showed {} of {n} storm execs",
-        lat.len()
-    );
+    ensure!(lat.len() == n, "tail showed {} of {n} storm execs", lat.len());
     let result = json!({
         "tail_latency_ms": {"samples": lat.len(), "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99), "max": lat.last()},
         "footprint": {
@@ -138,10 +123,7 @@ pub fn run(bin: &Path, target: &Path, n: usize) -> anyhow::Result<Value> {
         storm_rss,
         (cpu1 - cpu0) / took * 100.0
     );
-    std::fs::write(
-        dir.join("latency.json"),
-        serde_json::to_string_pretty(&result)? + "\n",
-    )?;
+    std::fs::write(dir.join("latency.json"), serde_json::to_string_pretty(&result)? + "\n")?;
     Ok(result)
 }
 

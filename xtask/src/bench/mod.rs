@@ -92,29 +92,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "cargo xtask bench must run as root: podtrail loads eBPF programs (try `sudo -E cargo xtask bench`)"
         );
     }
-    let (rounds, iterations) = if args.quick {
-        (3, 300)
-    } else {
-        (args.rounds, args.iterations)
-    };
-    ensure!(
-        rounds > 0 && iterations > 0,
-        "--rounds and --iterations must be > 0"
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?;
+    let (rounds, iterations) = if args.quick { (3, 300) } else { (args.rounds, args.iterations) };
+    ensure!(rounds > 0 && iterations > 0, "--rounds and --iterations must be > 0");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     if !args.no_build {
         build(root)?;
     }
     let bin = target.join("release/podtrail");
-    ensure!(
-        bin.is_file(),
-        "{} not found (build it or drop --no-build)",
-        bin.display()
-    );
+    ensure!(bin.is_file(), "{} not found (build it or drop --no-build)", bin.display());
 
     let machine = machine(root);
     let scenarios = if !args.only.is_empty() {
@@ -173,11 +160,8 @@ fn run_storm(
         describe(machine)
     );
     storm(iterations.min(200)).context("warm-up storm")?; // page in /bin/true, warm the allocator
-    let contenders: Vec<Contender> = if args.quick || args.no_contenders {
-        Vec::new()
-    } else {
-        contenders::ALL.to_vec()
-    };
+    let contenders: Vec<Contender> =
+        if args.quick || args.no_contenders { Vec::new() } else { contenders::ALL.to_vec() };
     for c in &contenders {
         c.ensure_installed()?;
     }
@@ -200,22 +184,12 @@ fn run_storm(
         let mut runs = Vec::new();
         for i in 0..contenders.len() {
             let c = contenders[(i + r) % contenders.len()];
-            runs.push(
-                contenders::timed_storm(c, iterations)
-                    .with_context(|| format!("round {}: {}", r + 1, c.name()))?,
-            );
+            runs.push(contenders::timed_storm(c, iterations).with_context(|| format!("round {}: {}", r + 1, c.name()))?);
         }
         runs.sort_by_key(|c| c.name);
         let (podtrail, daemon) = traced.expect("every round runs both configurations");
         let order = if podtrail_first { "BA" } else { "AB" };
-        let round = Round {
-            n: iterations,
-            order,
-            baseline,
-            podtrail,
-            daemon,
-            contenders: runs,
-        };
+        let round = Round { n: iterations, order, baseline, podtrail, daemon, contenders: runs };
         eprintln!("{}", round.row(r + 1));
         results.push(round);
     }
@@ -274,22 +248,13 @@ impl Round {
         let d = &self.daemon;
         let mut f = Vec::new();
         if d.storm_execs < self.n as u64 {
-            f.push(format!(
-                "round {i}: podtrail saw {} of {} storm execs",
-                d.storm_execs, self.n
-            ));
+            f.push(format!("round {i}: podtrail saw {} of {} storm execs", d.storm_execs, self.n));
         }
         if d.drops > 0 {
-            f.push(format!(
-                "round {i}: {} events dropped ({})",
-                d.drops, d.summary
-            ));
+            f.push(format!("round {i}: {} events dropped ({})", d.drops, d.summary));
         }
         if d.unparsable_lines > 0 {
-            f.push(format!(
-                "round {i}: {} unparsable `drops` lines on stdout",
-                d.unparsable_lines
-            ));
+            f.push(format!("round {i}: {} unparsable `drops` lines on stdout", d.unparsable_lines));
         }
         f
     }
@@ -318,9 +283,7 @@ impl Round {
 fn storm(n: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     for _ in 0..n {
-        let status = Command::new(STORM_BIN)
-            .status()
-            .context("spawning /bin/true")?;
+        let status = Command::new(STORM_BIN).status().context("spawning /bin/true")?;
         ensure!(status.success(), "{STORM_BIN} failed: {status}");
     }
     Ok(start.elapsed())
@@ -344,19 +307,15 @@ fn build(root: &Path) -> anyhow::Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("running cargo build")?;
-    for line in BufReader::new(child.stderr.take().expect("piped stderr"))
-        .lines()
-        .map_while(Result::ok)
+    for line in
+        BufReader::new(child.stderr.take().expect("piped stderr")).lines().map_while(Result::ok)
     {
         if !line.starts_with("warning: podtrail@") {
             eprintln!("{line}");
         }
     }
     let status = child.wait()?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p podtrail failed ({status})"
-    );
+    ensure!(status.success(), "cargo build --release -p podtrail failed ({status})");
     Ok(())
 }
 
@@ -387,23 +346,14 @@ fn machine(root: &Path) -> Value {
 
 fn describe(machine: &Value) -> String {
     let s = |k: &str| machine[k].as_str().unwrap_or("?").to_string();
-    format!(
-        "{} CPUs, kernel {}, {}",
-        machine["nproc"],
-        s("kernel"),
-        s("cpu_model")
-    )
+    format!("{} CPUs, kernel {}, {}", machine["nproc"], s("kernel"), s("cpu_model"))
 }
 
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
 }
 
 /// Prints the table, writes `target/bench/storm.json`, and turns gating failures into Err.
@@ -416,26 +366,15 @@ fn report(
     results: &[Round],
 ) -> anyhow::Result<String> {
     let col = |f: fn(&Round) -> f64| results.iter().map(f).collect::<Vec<f64>>();
-    let (base, traced, ratios, added) = (
-        col(Round::baseline_us),
-        col(Round::podtrail_us),
-        col(Round::ratio),
-        col(Round::added_us),
-    );
+    let (base, traced, ratios, added) =
+        (col(Round::baseline_us), col(Round::podtrail_us), col(Round::ratio), col(Round::added_us));
     let ratio_min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
     let ratio_max = ratios.iter().copied().fold(0.0, f64::max);
     let seen: u64 = results.iter().map(|r| r.daemon.storm_execs).sum();
     let drops: u64 = results.iter().map(|r| r.daemon.drops).sum();
-    let failures: Vec<String> = results
-        .iter()
-        .enumerate()
-        .flat_map(|(i, r)| r.failures(i + 1))
-        .collect();
-    let verdict = if median(&ratios) <= TARGET_RATIO && drops == 0 {
-        "PASS"
-    } else {
-        "MISS"
-    };
+    let failures: Vec<String> =
+        results.iter().enumerate().flat_map(|(i, r)| r.failures(i + 1)).collect();
+    let verdict = if median(&ratios) <= TARGET_RATIO && drops == 0 { "PASS" } else { "MISS" };
 
     let machine_line = describe(&machine);
     println!("fork+exec storm: {rounds} rounds x {n} serial execs of {STORM_BIN}, AB/BA order");
@@ -530,9 +469,7 @@ struct Compared {
 }
 
 fn comparison(results: &[Round]) -> Vec<Compared> {
-    let Some(first) = results.first() else {
-        return Vec::new();
-    };
+    let Some(first) = results.first() else { return Vec::new() };
     let n = first.n as f64;
     let mut names = vec!["baseline", "podtrail"];
     names.extend(first.contenders.iter().map(|c| c.name));
@@ -546,17 +483,9 @@ fn comparison(results: &[Round]) -> Vec<Compared> {
                     let (took, seen) = match name {
                         "baseline" => (r.baseline, r.n as u64),
                         "podtrail" => (r.podtrail, r.daemon.storm_execs),
-                        _ => r
-                            .contenders
-                            .iter()
-                            .find(|c| c.name == name)
-                            .map(|c| (c.took, c.seen))?,
+                        _ => r.contenders.iter().find(|c| c.name == name).map(|c| (c.took, c.seen))?,
                     };
-                    Some((
-                        took.as_secs_f64() * 1e6 / n,
-                        took.as_secs_f64() / base,
-                        seen,
-                    ))
+                    Some((took.as_secs_f64() * 1e6 / n, took.as_secs_f64() / base, seen))
                 })
                 .collect();
             let us: Vec<f64> = per_round.iter().map(|x| x.0).collect();

@@ -80,11 +80,7 @@ impl Daemon {
             }
             log // the sender drops here: an exit before "ready" wakes the waiter at once
         }));
-        let mut d = Daemon {
-            child,
-            stdout,
-            stderr,
-        };
+        let mut d = Daemon { child, stdout, stderr };
         if let Err(e) = ready_rx.recv_timeout(READY_TIMEOUT) {
             let why = match e {
                 mpsc::RecvTimeoutError::Timeout => {
@@ -93,15 +89,8 @@ impl Daemon {
                 mpsc::RecvTimeoutError::Disconnected => "it exited".to_string(),
             };
             d.kill();
-            let log = d
-                .stderr
-                .take()
-                .map(|h| h.join().unwrap_or_default())
-                .unwrap_or_default();
-            bail!(
-                "podtrail failed to start ({why}); its stderr:\n{}",
-                log.join("\n")
-            );
+            let log = d.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+            bail!("podtrail failed to start ({why}); its stderr:\n{}", log.join("\n"));
         }
         Ok(d)
     }
@@ -154,15 +143,9 @@ impl Daemon {
         );
         let summary = log
             .iter()
-            .find_map(|l| {
-                l.split_once("podtrail stopped: ")
-                    .map(|(_, s)| s.to_string())
-            })
+            .find_map(|l| l.split_once("podtrail stopped: ").map(|(_, s)| s.to_string()))
             .with_context(|| {
-                format!(
-                    "no `podtrail stopped:` summary; stderr:\n{}",
-                    log.join("\n")
-                )
+                format!("no `podtrail stopped:` summary; stderr:\n{}", log.join("\n"))
             })?;
         let summary_dropped = summary
             .find(" dropped")
@@ -200,12 +183,10 @@ fn count_stdout(out: ChildStdout) -> DaemonRun {
             };
             let d = &v["drops"];
             let key = |k: &str| d[k].as_str().unwrap_or("?").to_string();
-            let total = c
-                .drop_totals
-                .entry((key("reason"), key("event_kind")))
-                .or_default();
+            let total = c.drop_totals.entry((key("reason"), key("event_kind"))).or_default();
             *total = (*total).max(d["total"].as_u64().unwrap_or(0));
         }
     }
     c
 }
+

@@ -12,10 +12,7 @@ struct Builder {
 
 impl Builder {
     fn new() -> Self {
-        Builder {
-            types: Vec::new(),
-            strings: vec![0],
-        }
+        Builder { types: Vec::new(), strings: vec![0] }
     }
     fn s(&mut self, name: &str) -> u32 {
         if name.is_empty() {
@@ -40,13 +37,7 @@ impl Builder {
         let mut out = Vec::new();
         out.extend_from_slice(&0xeb9fu16.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
-        for w in [
-            24u32,
-            0,
-            self.types.len() as u32,
-            self.types.len() as u32,
-            self.strings.len() as u32,
-        ] {
+        for w in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend(self.types);
