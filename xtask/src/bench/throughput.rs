@@ -38,7 +38,11 @@ const RATES: &[Option<u64>] = &[
     Some(300_000),
     Some(400_000),
     Some(500_000),
+    // Pacing lands a little under its target (499.9k for 500k): the step above makes sure a
+    // lossless 500k is seen as one.
+    Some(550_000),
     Some(600_000),
+    Some(700_000),
     Some(800_000),
     None,
 ];
