@@ -114,7 +114,7 @@ pub fn container_width(db: &Path, filter: &Filter) -> Result<usize, TimelineErro
     Ok((w.unwrap_or(0).max(0) as usize).max("pending".len()))
 }
 
-fn build_sql(filter: &Filter, columns: &str) -> (String, Vec<Value>) {
+pub(super) fn build_sql(filter: &Filter, columns: &str) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {columns} FROM events e WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
     for (col, v) in [("namespace", &filter.namespace), ("pod", &filter.pod), ("container", &filter.container)] {

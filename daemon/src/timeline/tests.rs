@@ -400,3 +400,42 @@ fn measure_batch_writes_and_integrity_check() {
         qt.elapsed(),
     );
 }
+
+/// Container queries use the container-only (partial) indexes, and a store made by an
+/// earlier build loses its full indexes on open.
+#[test]
+fn container_queries_use_the_container_only_indexes() {
+    let d = dir("partial-idx");
+    let path = d.join("t.db");
+    drop(open(&path));
+    // What an earlier build had: a full index over every row.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE INDEX events_pod_ts ON events(pod, ts_unix_ns)").unwrap();
+    drop(conn);
+    drop(open(&path));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!names.contains(&"events_pod_ts".to_string()), "the full index of an earlier build is dropped: {names:?}");
+    // Either container-only index serves a namespace + pod query; the planner picks.
+    for (filter, index) in [
+        (query::Filter { pod: Some("web".into()), ..Default::default() }, "events_pod_ts_c"),
+        (query::Filter { namespace: Some("prod".into()), pod: Some("web".into()), ..Default::default() }, "_ts_c "),
+        (query::Filter { namespace: Some("prod".into()), ..Default::default() }, "events_container_ts_c"),
+    ] {
+        let (sql, args) = query::build_sql(&filter, "e.json");
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|l| l.contains(index)), "{filter:?} uses {index}: {plan:?}");
+    }
+}
