@@ -38,8 +38,6 @@ const RATES: &[Option<u64>] = &[
     Some(300_000),
     Some(400_000),
     Some(500_000),
-    // Pacing lands a little under its target (499.9k for 500k): the step above makes sure a
-    // lossless 500k is seen as one.
     Some(550_000),
     Some(600_000),
     Some(700_000),
@@ -92,7 +90,9 @@ fn generate(rate: Option<u64>, dur: Duration) -> anyhow::Result<(u64, f64)> {
         .map(|_| {
             let failed = failed.clone();
             thread::spawn(move || {
-                let share = rate.map(|r| r as f64 / THREADS as f64);
+                // Paced 0.2% fast: thread start and join make a step land just under its
+                // pace, and a "500k" step should generate at least 500k/s.
+                let share = rate.map(|r| r as f64 * 1.002 / THREADS as f64);
                 let mut done = 0u64;
                 loop {
                     let elapsed = start.elapsed();
@@ -254,10 +254,13 @@ pub fn run(bin: &Path, target_dir: &Path, secs_per_step: f64) -> anyhow::Result<
             steps.push(s);
         }
     }
+    // The highest rate below the first lossy step: a lossless step above a lossy one
+    // (noise on a shared machine) does not count.
     let best = |name: &str| {
         steps
             .iter()
-            .filter(|s| s.config == name && s.lossless())
+            .filter(|s| s.config == name)
+            .take_while(|s| s.lossless())
             .map(Step::rate)
             .fold(0.0, f64::max)
     };
@@ -277,7 +280,7 @@ pub fn run(bin: &Path, target_dir: &Path, secs_per_step: f64) -> anyhow::Result<
             "MISS"
         };
         println!(
-            "{}: highest lossless rate {b:.0} events/s (target >= {TARGET_EVENTS_PER_S:.0}: {verdict})",
+            "{}: lossless up to {b:.0} events/s, every step below it lossless too (target >= {TARGET_EVENTS_PER_S:.0}: {verdict})",
             c.name
         );
         summary.push(
@@ -307,7 +310,7 @@ pub fn markdown(result: &Value) -> String {
     );
     for c in result["configs"].as_array().into_iter().flatten() {
         md += &format!(
-            "- **{}** ({}): highest lossless rate **{:.0} events/s** (target ≥ {TARGET_EVENTS_PER_S:.0}: {})\n",
+            "- **{}** ({}): lossless up to **{:.0} events/s**, every step below it lossless too (target ≥ {TARGET_EVENTS_PER_S:.0}: {})\n",
             c["config"].as_str().unwrap_or("?"),
             c["what"].as_str().unwrap_or(""),
             c["best_lossless_per_s"].as_f64().unwrap_or(0.0),
