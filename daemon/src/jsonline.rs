@@ -3,14 +3,16 @@
 //! serde's `#[serde(flatten)]` (used for `ts` + event + detail, and for a container's fields
 //! inside `metadata`) routes each field through a map serializer and its writer calls. In a
 //! profile at ~300k events/s that made JSON the largest user-space cost per event. Here the
-//! keys are byte literals and the numbers go through `itoa`. The nested structs (the detail,
-//! a container's identity) are plain structs and still go through serde. The test below
-//! checks that the bytes are identical to the serde form for every kind of event.
+//! keys are byte literals and the numbers go through `itoa`. The details of the kinds that
+//! come in floods (exec, fork, exit, setns / unshare) are written the same way (serde was
+//! half of the JSON cost of an unshare storm); the rare ones (OOM, cgroup, anomaly) and a
+//! container's identity still go through serde. The test below checks that the bytes are
+//! identical to the serde form for every kind of event.
 use std::io::Write;
 
 use serde::Serialize;
 
-use crate::event::{Detail, Event, NsInodes};
+use crate::event::{Detail, Event, ExecDetail, ExitDetail, ForkDetail, NsChangeDetail, NsInodes, NsList};
 
 fn uint(buf: &mut Vec<u8>, n: impl itoa::Integer) {
     buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -37,6 +39,145 @@ fn ns_inodes(buf: &mut Vec<u8>, ns: &NsInodes) {
         uint(buf, v);
     }
     buf.push(b'}');
+}
+
+fn int(buf: &mut Vec<u8>, n: i32) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn opt<T>(buf: &mut Vec<u8>, v: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+    match v {
+        Some(v) => write(buf, v),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+fn boolean(buf: &mut Vec<u8>, b: bool) {
+    buf.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+fn opt_str(buf: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
+    match s {
+        Some(s) => string(buf, s),
+        None => Ok(buf.extend_from_slice(b"null")),
+    }
+}
+
+fn ns_list(buf: &mut Vec<u8>, l: &NsList) -> serde_json::Result<()> {
+    buf.push(b'[');
+    for (i, n) in l.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        string(buf, n)?;
+    }
+    buf.push(b']');
+    Ok(())
+}
+
+fn exec_detail(buf: &mut Vec<u8>, d: &ExecDetail) -> serde_json::Result<()> {
+    buf.extend_from_slice(b"\"exec\":{\"filename\":");
+    string(buf, &d.filename)?;
+    buf.extend_from_slice(b",\"filename_truncated\":");
+    boolean(buf, d.filename_truncated);
+    buf.extend_from_slice(b",\"args\":[");
+    for (i, a) in d.args.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        string(buf, a)?;
+    }
+    buf.extend_from_slice(b"],\"args_truncated\":");
+    boolean(buf, d.args_truncated);
+    buf.extend_from_slice(b",\"args_unreadable\":");
+    boolean(buf, d.args_unreadable);
+    buf.extend_from_slice(b",\"args_masked\":");
+    boolean(buf, d.args_masked);
+    buf.extend_from_slice(b",\"errno\":");
+    int(buf, d.errno);
+    buf.extend_from_slice(b",\"error\":");
+    opt_str(buf, d.error)?;
+    buf.extend_from_slice(b",\"syscall\":");
+    string(buf, d.syscall)?;
+    buf.extend_from_slice(b",\"dirfd\":");
+    opt(buf, d.dirfd, int);
+    buf.push(b'}');
+    Ok(())
+}
+
+fn fork_detail(buf: &mut Vec<u8>, d: &ForkDetail) -> serde_json::Result<()> {
+    buf.extend_from_slice(b"\"fork\":{\"child_pid\":");
+    uint(buf, d.child_pid);
+    buf.extend_from_slice(b",\"child_tgid\":");
+    uint(buf, d.child_tgid);
+    buf.extend_from_slice(b",\"thread\":");
+    boolean(buf, d.thread);
+    buf.extend_from_slice(b",\"clone_flags\":");
+    opt(buf, d.clone_flags, uint);
+    buf.extend_from_slice(b",\"new_namespaces\":");
+    ns_list(buf, &d.new_namespaces)?;
+    buf.push(b'}');
+    Ok(())
+}
+
+fn exit_detail(buf: &mut Vec<u8>, d: &ExitDetail) -> serde_json::Result<()> {
+    buf.extend_from_slice(b"\"exit\":{\"code\":");
+    opt(buf, d.code, uint);
+    buf.extend_from_slice(b",\"signal\":");
+    opt(buf, d.signal, uint);
+    buf.extend_from_slice(b",\"signal_name\":");
+    opt_str(buf, d.signal_name)?;
+    buf.extend_from_slice(b",\"core_dumped\":");
+    boolean(buf, d.core_dumped);
+    buf.extend_from_slice(b",\"raw\":");
+    uint(buf, d.raw);
+    buf.extend_from_slice(b",\"leader\":");
+    boolean(buf, d.leader);
+    buf.extend_from_slice(b",\"group_dead\":");
+    opt(buf, d.group_dead, boolean);
+    buf.extend_from_slice(b",\"ns_pid\":");
+    uint(buf, d.ns_pid);
+    buf.extend_from_slice(b",\"container_exit\":");
+    match &d.container_exit {
+        Some(c) => {
+            buf.extend_from_slice(b"{\"restart_count\":");
+            uint(buf, c.restart_count);
+            buf.extend_from_slice(b",\"attempt\":");
+            uint(buf, c.attempt);
+            buf.extend_from_slice(b",\"since_previous_exit_ns\":");
+            opt(buf, c.since_previous_exit_ns, uint);
+            buf.push(b'}');
+        }
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.push(b'}');
+    Ok(())
+}
+
+fn ns_change_detail(buf: &mut Vec<u8>, d: &NsChangeDetail) -> serde_json::Result<()> {
+    buf.extend_from_slice(b"\"ns_change\":{\"op\":");
+    string(buf, d.op)?;
+    buf.extend_from_slice(b",\"flags\":");
+    uint(buf, d.flags);
+    buf.extend_from_slice(b",\"requested\":");
+    ns_list(buf, &d.requested)?;
+    buf.extend_from_slice(b",\"fd\":");
+    opt(buf, d.fd, int);
+    buf.extend_from_slice(b",\"errno\":");
+    int(buf, d.errno);
+    buf.extend_from_slice(b",\"error\":");
+    opt_str(buf, d.error)?;
+    buf.extend_from_slice(b",\"changed\":");
+    ns_list(buf, &d.changed)?;
+    buf.extend_from_slice(b",\"before\":");
+    ns_inodes(buf, &d.before);
+    buf.extend_from_slice(b",\"target\":");
+    match &d.target {
+        Some(t) => serde_json::to_writer(&mut *buf, &**t)?,
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.push(b'}');
+    Ok(())
 }
 
 /// `"<name>":<serde JSON of value>`
@@ -98,10 +239,10 @@ pub fn write(buf: &mut Vec<u8>, ts: &str, ev: &Event) -> serde_json::Result<()> 
     string(buf, ev.entry_path)?;
     buf.push(b',');
     match &ev.detail {
-        Detail::Exec(d) => detail(buf, b"exec", d)?,
-        Detail::Fork(d) => detail(buf, b"fork", d)?,
-        Detail::Exit(d) => detail(buf, b"exit", d)?,
-        Detail::NsChange(d) => detail(buf, b"ns_change", d)?,
+        Detail::Exec(d) => exec_detail(buf, d)?,
+        Detail::Fork(d) => fork_detail(buf, d)?,
+        Detail::Exit(d) => exit_detail(buf, d)?,
+        Detail::NsChange(d) => ns_change_detail(buf, d)?,
         Detail::Oom(d) => detail(buf, b"oom", d)?,
         Detail::Cgroup(d) => detail(buf, b"cgroup", d)?,
         Detail::Anomaly(d) => detail(buf, b"anomaly", d)?,
@@ -149,6 +290,38 @@ mod tests {
                 }),
             ),
             setns(vec!["mnt", "uts"], Some(plain.clone())),
+            setns(vec![], None),
+            {
+                let mut failed = exec("/no/such", &[]);
+                if let Detail::Exec(x) = &mut failed {
+                    (x.errno, x.error, x.syscall, x.dirfd) = (2, Some("ENOENT"), "execveat", Some(-100));
+                    (x.filename_truncated, x.args_masked) = (true, true);
+                }
+                failed
+            },
+            {
+                let mut unshare = setns(vec!["net"], None);
+                if let Detail::NsChange(n) = &mut unshare {
+                    (n.op, n.fd, n.errno, n.error, n.flags) = ("unshare", None, 1, Some("EPERM"), 0x4000_0000);
+                    n.requested = ["net"].into();
+                    n.before.net = 7;
+                }
+                unshare
+            },
+            {
+                let mut killed = exit(0, 1, None);
+                if let Detail::Exit(x) = &mut killed {
+                    (x.code, x.signal, x.signal_name, x.core_dumped, x.group_dead) = (None, Some(9), Some("SIGKILL"), true, None);
+                }
+                killed
+            },
+            Detail::Fork(ForkDetail {
+                child_pid: 6,
+                child_tgid: 5,
+                thread: true,
+                clone_flags: None,
+                new_namespaces: Default::default(),
+            }),
             Detail::Fork(ForkDetail {
                 child_pid: 5,
                 child_tgid: 5,
