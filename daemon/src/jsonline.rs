@@ -59,7 +59,10 @@ fn boolean(buf: &mut Vec<u8>, b: bool) {
 fn opt_str(buf: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
     match s {
         Some(s) => string(buf, s),
-        None => Ok(buf.extend_from_slice(b"null")),
+        None => {
+            buf.extend_from_slice(b"null");
+            Ok(())
+        }
     }
 }
 
