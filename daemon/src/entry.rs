@@ -89,7 +89,7 @@ impl EntryTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{event::ForkDetail, testutil};
+    use crate::testutil;
 
     const HOST: NsInodes = NsInodes { mnt: 1, pid: 2, net: 3, uts: 4, ipc: 5, user: 6, cgroup: 7, pid_for_children: 2 };
 
@@ -105,13 +105,7 @@ mod tests {
     }
 
     fn fork(child: u32) -> Detail {
-        Detail::Fork(ForkDetail {
-            child_pid: child,
-            child_tgid: child,
-            thread: false,
-            clone_flags: None,
-            new_namespaces: Default::default(),
-        })
+        testutil::fork(child, child, false)
     }
 
     fn exit() -> Detail {

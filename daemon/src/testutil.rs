@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use crate::{
     cri::ContainerMeta,
-    event::{ContainerExit, Detail, Event, ExecDetail, ExitDetail, Metadata, NsChangeDetail, NsInodes, Process},
+    event::{
+        CgroupDetail, ContainerExit, Detail, Event, ExecDetail, ExitDetail, ForkDetail, Metadata, NsChangeDetail, NsInodes,
+        Process,
+    },
 };
 
 /// A container `name` of pod default/web (uid "u1"), init pid `pid`.
@@ -67,6 +70,24 @@ pub fn exec(path: &str, args: &[&str]) -> Detail {
         error: None,
         syscall: "execve",
         dirfd: None,
+    })
+}
+
+/// A fork; `thread`: a new thread of `child_tgid` rather than a new process.
+pub fn fork(child_pid: u32, child_tgid: u32, thread: bool) -> Detail {
+    Detail::Fork(ForkDetail { child_pid, child_tgid, thread, clone_flags: None, new_namespaces: Default::default() })
+}
+
+/// A kernel cgroup event (mkdir, freeze, ...) of cgroup `id` at `path`, level 2.
+pub fn cgroup(id: u64, path: &str) -> Detail {
+    Detail::Cgroup(CgroupDetail {
+        id,
+        path: path.into(),
+        path_truncated: false,
+        level: 2,
+        root: 0,
+        frozen: None,
+        frozen_duration_ns: None,
     })
 }
 

@@ -69,13 +69,7 @@ fn entering_a_container_names_actor_target_and_parents() {
         "bash",
         None,
         "host",
-        Detail::Fork(crate::event::ForkDetail {
-            child_pid: 60,
-            child_tgid: 60,
-            thread: false,
-            clone_flags: None,
-            new_namespaces: Default::default(),
-        }),
+        crate::testutil::fork(60, 60, false),
     ));
     let mut setns = ev(
         3,
@@ -127,13 +121,7 @@ fn runc_init_that_never_execs_is_stuck_then_failed() {
         "runc:[2:INIT]",
         Some(m.clone()),
         "entrypoint",
-        Detail::Fork(crate::event::ForkDetail {
-            child_pid: 901,
-            child_tgid: 900,
-            thread: true,
-            clone_flags: None,
-            new_namespaces: Default::default(),
-        }),
+        crate::testutil::fork(901, 900, true),
     ));
     assert!(
         a.tick(2_000_000_000).is_empty(),
@@ -163,15 +151,7 @@ fn a_freeze_past_the_threshold_is_reported_once_by_the_timer_or_at_its_end() {
             "ctr",
             Some(m.clone()),
             "host",
-            Detail::Cgroup(crate::event::CgroupDetail {
-                id: 77,
-                path: "/pod/c".into(),
-                path_truncated: false,
-                level: 2,
-                root: 0,
-                frozen: None,
-                frozen_duration_ns: None,
-            }),
+            crate::testutil::cgroup(77, "/pod/c"),
         );
         e.kind = kind;
         e.source = "kernel";

@@ -2,7 +2,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 use super::*;
 use crate::{
-    event::{ContainerExit, ForkDetail, Metadata, NsInodes},
+    event::{ContainerExit, Metadata, NsInodes},
     testutil,
 };
 
@@ -47,13 +47,7 @@ fn fork(
         m,
         entry,
         "fork",
-        Detail::Fork(ForkDetail {
-            child_pid: child,
-            child_tgid: child,
-            thread: false,
-            clone_flags: None,
-            new_namespaces: Default::default(),
-        }),
+        testutil::fork(child, child, false),
     )
 }
 
@@ -67,15 +61,7 @@ fn setns(ts: u64, tgid: u32, entry: &'static str, changed: Vec<&'static str>, ta
 }
 
 fn mkdir(ts: u64, m: &Arc<ContainerMeta>) -> Event {
-    let mut e = ev(ts, 1, Some(m), "host", "cgroup_mkdir", Detail::Cgroup(crate::event::CgroupDetail {
-        id: 7,
-        path: "/pod/c".into(),
-        path_truncated: false,
-        level: 2,
-        root: 0,
-        frozen: None,
-        frozen_duration_ns: None,
-    }));
+    let mut e = ev(ts, 1, Some(m), "host", "cgroup_mkdir", testutil::cgroup(7, "/pod/c"));
     e.metadata.state = "late";
     e.metadata.late_of = Some(1);
     e

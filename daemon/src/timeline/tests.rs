@@ -9,7 +9,7 @@ use crate::{
     anomaly::AnomalyDetail,
     clock::WallClock,
     cri::ContainerMeta,
-    event::{ContainerExit, Detail, Event, ForkDetail, Metadata},
+    event::{ContainerExit, Detail, Event, Metadata},
     testutil,
 };
 
@@ -65,13 +65,7 @@ fn exit(code: u32, leader: bool, container_exit: Option<ContainerExit>) -> Detai
 }
 
 fn fork(thread: bool) -> Detail {
-    Detail::Fork(ForkDetail {
-        child_pid: 101,
-        child_tgid: if thread { 100 } else { 101 },
-        thread,
-        clone_flags: None,
-        new_namespaces: Default::default(),
-    })
+    crate::testutil::fork(101, if thread { 100 } else { 101 }, thread)
 }
 
 fn anomaly(rule: &'static str) -> Detail {
